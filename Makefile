@@ -1,0 +1,31 @@
+# `make run` and `make test` set everything up on a machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup db run test clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DSR Desk needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+db: setup
+	$(BIN)/dsr-desk db upgrade
+
+run: db
+	$(BIN)/dsr-desk run
+
+test: setup
+	@if [ -z "$$DSR_TEST_POSTGRES_URL" ]; then \
+	  echo "NOTE: DSR_TEST_POSTGRES_URL is not set, so the PostgreSQL variants of the storage and"; \
+	  echo "      service tests are SKIPPED (listed at the end). See README, 'Tests'."; \
+	fi
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

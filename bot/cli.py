@@ -1,0 +1,138 @@
+"""The `dsr-desk` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.settings import Settings, load_settings
+from services import audit
+from services.errors import DsrError
+from storage import migrate
+from storage.db import make_engine, make_session_factory
+from storage.queries import list_jurisdictions
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _engine(settings: Settings):  # noqa: ANN202
+    return make_engine(settings.effective_database_url)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    print(
+        "dsr-desk run: the Slack app is not part of this build yet; it arrives with the Slack app "
+        "issue. Meanwhile `dsr-desk db upgrade`, `dsr-desk audit verify` and "
+        "`dsr-desk jurisdictions` work.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    migrate.upgrade(engine, args.revision)
+    print(f"Database at {engine.url.render_as_string(hide_password=True)} is up to date.")
+    return 0
+
+
+def cmd_db_revision(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic import command
+
+    command.revision(
+        migrate.alembic_config(settings.effective_database_url), message=args.message,
+        autogenerate=True,
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    factory = make_session_factory(_engine(settings))
+    with factory() as session:
+        result = audit.verify(session)
+    if result.ok:
+        print(f"Audit trail intact: {result.checked} events, last hash {result.last_hash}.")
+        return 0
+    print(f"Audit trail BROKEN after {result.checked} good events: {result.problem}.", file=sys.stderr)
+    return 1
+
+
+def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
+    factory = make_session_factory(_engine(settings))
+    with factory() as session:
+        rows = list_jurisdictions(session=session)
+    for j in rows:
+        extension = (
+            f"+{j.extension_amount} {j.extension_unit} once" if j.max_extensions else "no extension"
+        )
+        ack = f", acknowledge within {j.ack_amount} {j.ack_unit}" if j.ack_amount else ""
+        print(f"{j.code:<8} {j.name:<24} {j.response_amount} {j.response_unit}, {extension}{ack}"
+              f"  [{j.legal_basis}]")
+    return 0
+
+
+def _upgrade_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--revision", default="head", help="target revision (default: head)")
+
+
+def _revision_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--message", required=True, help="what the migration changes")
+
+
+# (words, one-line description, function, extra arguments)
+COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None] | None]] = [
+    ("run", "Run the Slack bot.", cmd_run, None),
+    ("db upgrade", "Create or update the database schema (Alembic migrations).", cmd_db_upgrade,
+     _upgrade_args),
+    ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,
+     _revision_args),
+    ("audit verify", "Verify the audit trail's hash chain; exit 1 naming the first bad event.",
+     cmd_audit_verify, None),
+    ("jurisdictions", "List the jurisdictions and their legal deadlines.", cmd_jurisdictions, None),
+]
+GROUPS = {"db": "Manage the database schema.", "audit": "Check the audit trail."}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  dsr-desk {words:<16} {text}" for words, text, _, _ in COMMANDS)
+    parser = argparse.ArgumentParser(
+        prog="dsr-desk",
+        description="DSR Desk: handle data subject requests (GDPR, UK GDPR, CCPA/CPRA, LGPD) "
+        "from Slack.",
+        epilog=f"commands:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top = parser.add_subparsers(metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, text, func, extra in COMMANDS:
+        *group, name = words.split()
+        parent = top
+        if group:
+            if group[0] not in groups:
+                group_parser = top.add_parser(group[0], help=GROUPS[group[0]])
+                groups[group[0]] = group_parser.add_subparsers(metavar="COMMAND", required=True)
+            parent = groups[group[0]]
+        sub = parent.add_parser(name, help=text, description=text)
+        sub.set_defaults(func=func)
+        if extra:
+            extra(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return args.func(args, settings)
+    except DsrError as exc:
+        print(f"dsr-desk: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

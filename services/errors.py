@@ -1,0 +1,50 @@
+"""Domain errors. Each carries a message a person can act on; the Slack layer shows it as is.
+
+DsrError
+ ├── ConfigurationError        a setting is missing or invalid
+ ├── InvalidRequest            the intake is incomplete or inconsistent
+ ├── NotFound                  no request (or other record) by that reference
+ ├── TransitionNotAllowed      the lifecycle forbids this status change
+ ├── ConcurrentUpdate          someone else changed the request first
+ ├── ExtensionNotAllowed       the deadline cannot be extended (again, late, no reason, law)
+ ├── UnknownJurisdiction       no deadline rules for that jurisdiction code
+ └── AuditChainBroken          the audit trail fails verification
+"""
+
+from __future__ import annotations
+
+
+class DsrError(Exception):
+    """Base of every error this product raises on purpose."""
+
+
+class ConfigurationError(DsrError):
+    pass
+
+
+class InvalidRequest(DsrError):
+    pass
+
+
+class NotFound(DsrError):
+    pass
+
+
+class TransitionNotAllowed(DsrError):
+    pass
+
+
+class ConcurrentUpdate(DsrError):
+    pass
+
+
+class ExtensionNotAllowed(DsrError):
+    pass
+
+
+class UnknownJurisdiction(DsrError):
+    pass
+
+
+class AuditChainBroken(DsrError):
+    pass

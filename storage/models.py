@@ -1,0 +1,225 @@
+"""The tables. Alembic migrations under `storage/migrations/` create them; nothing else does.
+
+Every datetime is timezone-aware UTC (`UTCDateTime`); legal deadlines are calendar dates in the
+privacy team's time zone, because the law counts days, not hours.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime, enum_column, utcnow
+
+
+class RequestType(StrEnum):
+    ACCESS = "access"  # access and portability: export the subject's data
+    ERASURE = "erasure"
+    RECTIFICATION = "rectification"
+    OBJECTION = "objection"  # objection / restriction: stop processing, keep the data
+
+
+class RequestStatus(StrEnum):
+    RECEIVED = "received"  # intake done; matching records being confirmed
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    IN_PROGRESS = "in_progress"
+    NEEDS_ATTENTION = "needs_attention"  # a step failed for good; a retry resumes it
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+class IdentifierKind(StrEnum):
+    NAME = "name"
+    EMAIL = "email"
+    PHONE = "phone"
+    ADDRESS = "address"
+    EXTERNAL_ID = "external_id"
+    VENDOR_USER_ID = "vendor_user_id"  # with `system` naming the vendor
+    TEXT = "text"  # a free search term
+
+
+class IdentifierPurpose(StrEnum):
+    IDENTIFIES = "identifies"  # how we find the subject
+    NEW_VALUE = "new_value"  # rectification: the corrected value of that kind
+    SEARCH_TERM = "search_term"  # erasure: extra terms to find the subject's data in tickets
+
+
+class PeriodUnit(StrEnum):
+    DAYS = "days"
+    BUSINESS_DAYS = "business_days"
+    MONTHS = "months"
+
+
+class ApprovalDecision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"  # on a vendor job; polled again at next_run_at
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Jurisdiction(SQLModel, table=True):
+    """A law's deadlines. Adding a jurisdiction is adding a row (see the migrations)."""
+
+    code: str = Field(primary_key=True, max_length=16)
+    name: str = Field(max_length=100)
+    legal_basis: str = Field(max_length=200)
+    response_amount: int
+    response_unit: PeriodUnit = Field(sa_type=enum_column(PeriodUnit))
+    extension_amount: int = 0
+    extension_unit: PeriodUnit = Field(sa_type=enum_column(PeriodUnit))
+    max_extensions: int = 0
+    ack_amount: int | None = None
+    ack_unit: PeriodUnit | None = Field(default=None, sa_type=enum_column(PeriodUnit))
+    holiday_country: str | None = Field(default=None, max_length=8)
+    holiday_subdivision: str | None = Field(default=None, max_length=8)
+
+
+class DsrRequest(SQLModel, table=True):
+    __tablename__ = "dsr_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: RequestType = Field(sa_type=enum_column(RequestType))
+    status: RequestStatus = Field(sa_type=enum_column(RequestStatus), index=True)
+    jurisdiction_code: str = Field(foreign_key="jurisdiction.code", max_length=16)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    ack_due_on: date | None = None
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    due_on: date = Field(index=True)
+    extended_due_on: date | None = None
+    extension_reason: str | None = Field(default=None, max_length=2000)
+    extended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    extended_by: str | None = Field(default=None, max_length=64)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # completed/rejected/canceled
+    simulation: bool = True
+    requester_slack_id: str = Field(max_length=64, index=True)
+    identity_verification: str = Field(default="", max_length=2000)
+    notes: str = Field(default="", max_length=3000)
+    channel_id: str | None = Field(default=None, max_length=64)
+    thread_ts: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def reference(self) -> str:
+        return format_reference(self.id)
+
+    @property
+    def effective_due_on(self) -> date:
+        return self.extended_due_on or self.due_on
+
+
+def format_reference(request_id: int | None) -> str:
+    if request_id is None:
+        raise ValueError("the request has no id yet: flush it first")
+    return f"DSR-{request_id:06d}"
+
+
+class SubjectIdentifier(SQLModel, table=True):
+    __tablename__ = "subject_identifier"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    kind: IdentifierKind = Field(sa_type=enum_column(IdentifierKind))
+    purpose: IdentifierPurpose = Field(sa_type=enum_column(IdentifierPurpose))
+    value: str = Field(max_length=1000)
+    system: str | None = Field(default=None, max_length=32)
+
+
+class RequestSystem(SQLModel, table=True):
+    """A system the request covers, and the records there the requester confirmed."""
+
+    __tablename__ = "request_system"
+    __table_args__ = (sa.UniqueConstraint("request_id", "system"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    system: str = Field(max_length=32)
+    confirmed_records: list[Any] | None = Field(default=None, sa_type=sa.JSON)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Approval(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("request_id", "approver_slack_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    approver_slack_id: str = Field(max_length=64)
+    decision: ApprovalDecision = Field(sa_type=enum_column(ApprovalDecision))
+    reason: str | None = Field(default=None, max_length=2000)
+    decided_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ExecutionStep(SQLModel, table=True):
+    """One durable unit of work against one system, claimed by a worker with a lease."""
+
+    __tablename__ = "execution_step"
+    __table_args__ = (sa.UniqueConstraint("request_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    position: int
+    system: str = Field(max_length=32)
+    action: str = Field(max_length=64)
+    status: StepStatus = Field(sa_type=enum_column(StepStatus), index=True)
+    attempts: int = 0
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    checkpoint: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    result: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    error: str | None = Field(default=None, max_length=2000)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Reminder(SQLModel, table=True):
+    """A reminder sent (or being sent) once per request and kind, e.g. `due:7d`."""
+
+    __table_args__ = (sa.UniqueConstraint("request_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    kind: str = Field(max_length=48)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only (triggers refuse UPDATE and DELETE) and hash-chained by `prev_hash`."""
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64, index=True)
+    request_id: int | None = Field(default=None, foreign_key="dsr_request.id", index=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """One row: the chain's last event. Appenders lock it, so the chain never forks."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: int = Field(default=1, primary_key=True)
+    last_seq: int = 0
+    last_hash: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

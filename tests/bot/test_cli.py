@@ -1,0 +1,77 @@
+"""The command line, run as a person runs it: a separate process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bot.cli import COMMANDS
+
+
+def dsr_desk(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_"))}
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=environment,
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_help_lists_every_command_with_a_description(tmp_path) -> None:
+    result = dsr_desk("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for words, text, _, _ in COMMANDS:
+        assert f"dsr-desk {words}" in result.stdout
+        assert text in result.stdout
+    assert {"run", "db upgrade", "audit verify"} <= {words for words, *_ in COMMANDS}
+
+
+def test_upgrade_then_verify_then_tamper(tmp_path) -> None:
+    upgraded = dsr_desk("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    database = tmp_path / "var" / "dsr-desk.sqlite3"
+    assert database.exists()
+
+    # A few real events, written the way the product writes them.
+    env = {"DATABASE_URL": f"sqlite:///{database}"}
+    script = (
+        "from datetime import UTC, datetime\n"
+        "from services import audit\n"
+        "from storage.db import make_engine, make_session_factory, transaction\n"
+        f"f = make_session_factory(make_engine({env['DATABASE_URL']!r}))\n"
+        "for n in range(3):\n"
+        "    with transaction(f) as s:\n"
+        "        audit.record(s, action='test.cli', actor='U', at=datetime.now(UTC), details={'n': n})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+
+    intact = dsr_desk("audit", "verify", cwd=tmp_path, env=env)
+    assert intact.returncode == 0
+    assert "intact: 3 events" in intact.stdout
+
+    engine = sa.create_engine(env["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")
+        conn.exec_driver_sql("UPDATE audit_event SET actor = 'U_FORGED' WHERE seq = 2")
+    engine.dispose()
+    broken = dsr_desk("audit", "verify", cwd=tmp_path, env=env)
+    assert broken.returncode == 1
+    assert "audit event #2 (test.cli at" in broken.stderr
+
+
+def test_invalid_setting_stops_with_the_variable_named(tmp_path) -> None:
+    result = dsr_desk("audit", "verify", cwd=tmp_path, env={"DSR_TIMEZONE": "Nowhere/Land"})
+    assert result.returncode == 2
+    assert "DSR_TIMEZONE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_says_clearly_that_the_slack_app_is_not_built_yet(tmp_path) -> None:
+    result = dsr_desk("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Slack app is not part of this build yet" in result.stderr

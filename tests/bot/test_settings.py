@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import load_settings
+from services.errors import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+    for name in ("DATABASE_URL", "DSR_TIMEZONE", "DSR_DATA_DIR", "DSR_LOG_LEVEL",
+                 "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_to_a_sqlite_file_under_var() -> None:
+    settings = load_settings()
+    assert settings.effective_database_url == "sqlite:///var/dsr-desk.sqlite3"
+    assert settings.timezone == "UTC"
+
+
+def test_reads_environment_and_dotenv(monkeypatch, tmp_path) -> None:
+    (tmp_path / ".env").write_text("DSR_TIMEZONE=Europe/Berlin\nSLACK_BOT_TOKEN=xoxb-1-abc\n")
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db/dsr")
+    settings = load_settings()
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.effective_database_url == "postgresql+psycopg://u:p@db/dsr"
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-1-abc"
+
+
+def test_secrets_never_show_in_repr(monkeypatch) -> None:
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cr3t-value")
+    settings = load_settings()
+    assert "s3cr3t-value" not in repr(settings)
+    assert "s3cr3t-value" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DSR_TIMEZONE", "Mars/Olympus", "DSR_TIMEZONE: 'Mars/Olympus' is not an IANA time zone"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with sqlite:// or postgresql"),
+        ("DSR_LOG_LEVEL", "LOUD", "DSR_LOG_LEVEL: must be DEBUG"),
+        ("SLACK_BOT_TOKEN", "changeme", "SLACK_BOT_TOKEN: is still the placeholder"),
+    ],
+)
+def test_invalid_value_names_the_variable(monkeypatch, variable, value, message) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert message in str(raised.value)
