@@ -1,0 +1,48 @@
+"""Serve a WSGI app on a localhost socket in a background thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+@dataclass
+class RunningServer:
+    server: BaseWSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def start(app: Any, port: int = 0, host: str = "127.0.0.1") -> RunningServer:
+    """Start serving `app`; port 0 picks a free port (see `.url`)."""
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"sandbox:{server.server_port}",
+                              daemon=True)
+    thread.start()
+    return RunningServer(server, thread)
+
+
+@contextmanager
+def serve(app: Any, port: int = 0) -> Iterator[RunningServer]:
+    running = start(app, port)
+    try:
+        yield running
+    finally:
+        running.stop()
