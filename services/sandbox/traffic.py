@@ -81,7 +81,16 @@ class TrafficControl:
             return self._error(start_response, status, retry_after)
         if self.faults.slow_rate and self._random.random() < self.faults.slow_rate:
             time.sleep(self.faults.slow_seconds)
-        return self.app(environ, start_response)
+        if not self.requests_per_minute:
+            return self.app(environ, start_response)
+        remaining = max(0, self.requests_per_minute - len(self._window))
+        limit_headers = [("X-Rate-Limit", str(self.requests_per_minute)),
+                         ("X-Rate-Limit-Remaining", str(remaining))]
+
+        def start_with_limits(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            return start_response(status, headers + limit_headers, *exc)
+
+        return self.app(environ, start_with_limits)
 
     def _decide(self) -> tuple[int, int | None] | None:
         """Under the lock: a 429 for the real limit, an injected fault, or None to pass."""
