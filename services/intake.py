@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from services import audit, deadlines
 from services.errors import InvalidRequest, UnknownJurisdiction
+from services.subjects import Identifier
 from storage.models import (
     DsrRequest,
     IdentifierKind,
@@ -21,13 +22,6 @@ from storage.models import (
     SubjectIdentifier,
 )
 from storage.queries import get_jurisdiction
-
-
-@dataclass(frozen=True)
-class Identifier:
-    kind: IdentifierKind
-    value: str
-    system: str | None = None  # for vendor user ids: which vendor
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,9 @@ class ExecutionStep(SQLModel, table=True):
     system: str = Field(max_length=32)
     action: str = Field(max_length=64)
     status: StepStatus = Field(sa_type=enum_column(StepStatus), index=True)
-    attempts: int = 0
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    attempts: int = 0  # times a worker claimed it
+    transient_failures: int = 0  # consecutive RetryLater outcomes; reset by progress
     next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -184,6 +186,20 @@ class ExecutionStep(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StepAttempt(SQLModel, table=True):
+    """One run of a step by a worker, and how it ended: the step's history for auditors."""
+
+    __tablename__ = "step_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int = Field(foreign_key="execution_step.id", index=True)
+    worker: str = Field(max_length=64)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=16)  # done, continue, waiting, retry, failed
+    note: str | None = Field(default=None, max_length=2000)
 
 
 class Reminder(SQLModel, table=True):

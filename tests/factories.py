@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from services.intake import Identifier, NewRequest, create_request
+from services.intake import NewRequest, create_request
+from services.subjects import Identifier
 from storage.models import DsrRequest, IdentifierKind, RequestType
 
 UTC_ZONE = ZoneInfo("UTC")

@@ -7,7 +7,7 @@ import pytest
 from sqlmodel import select
 
 from services.errors import InvalidRequest, UnknownJurisdiction
-from services.intake import Identifier
+from services.subjects import Identifier
 from storage.db import transaction
 from storage.models import (
     AuditEvent,

@@ -1,0 +1,121 @@
+"""The contract every vendor connector follows.
+
+A connector searches a vendor for a subject, plans the steps of a request, and runs one step
+at a time. A step is resumable: it receives the checkpoint it last returned and must be safe to
+run again after a crash at any point (re-read the vendor's state; treat "already gone" as done),
+so that a restarted worker deletes nothing twice and skips nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from services.subjects import Identifier
+from storage.models import IdentifierKind, RequestType
+
+
+@dataclass(frozen=True)
+class SubjectMatch:
+    """A record in a vendor that may belong to the subject; the requester confirms it."""
+
+    system: str
+    record_id: str  # the vendor's id, as a string
+    label: str  # what the team sees to recognise it (name, masked where shown in channels)
+    details: dict[str, Any] = field(default_factory=dict)  # vendor data kept for planning
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What a connector needs to know about a request."""
+
+    reference: str
+    type: RequestType
+    identifiers: Sequence[Identifier]
+    confirmed: Sequence[Mapping[str, Any]] = ()  # the SubjectMatch records confirmed (as dicts)
+    new_values: Sequence[Identifier] = ()  # rectification
+    search_terms: Sequence[str] = ()  # erasure: more strings to find the subject's data
+
+    def values(self, kind: IdentifierKind) -> list[str]:
+        return [i.value for i in self.identifiers if i.kind is kind]
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class ExportSink(Protocol):
+    """Where an access request's data goes: written piece by piece, never held whole."""
+
+    def write(self, name: str, document: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepRun:
+    action: str
+    params: dict[str, Any]
+    checkpoint: dict[str, Any] | None
+    spec: RequestSpec
+    earlier_results: Mapping[str, Mapping[str, Any]]  # action -> result of this system's done steps
+    sink: ExportSink
+
+
+# Outcomes of running one step once.
+@dataclass(frozen=True)
+class Done:
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Progress saved; run again at once (keeps a long step resumable)."""
+
+    checkpoint: dict[str, Any]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Waiting on the vendor (a job, a ticket to be closed); poll again after `seconds`."""
+
+    checkpoint: dict[str, Any]
+    seconds: float
+    note: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """A transient fault that outlasted the inline retries (429, 5xx, timeouts)."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Will not succeed by retrying; a person must look. `reason` is shown to the team."""
+
+    reason: str
+
+
+Outcome = Done | Continue | Waiting | RetryLater | Failed
+
+
+class Connector(Protocol):
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def search_subjects(self, identifiers: Sequence[Identifier]) -> list[SubjectMatch]:
+        """Records in this system that match any of the identifiers."""
+        ...
+
+    def plan(self, spec: RequestSpec) -> list[PlannedStep]:
+        """The ordered steps that carry out the request in this system."""
+        ...
+
+    def run_step(self, run: StepRun) -> Outcome:
+        """Run (or resume) one step."""
+        ...

@@ -1,0 +1,183 @@
+"""HTTP to a vendor: per-vendor rate and concurrency limits, bounded retries, safe errors.
+
+429s are honoured with their Retry-After; 5xx answers, timeouts and dropped connections are
+retried with exponential backoff and jitter. A wait longer than `max_inline_wait` is not slept
+through: it raises VendorBusy, and the engine schedules the step for later instead of holding a
+worker. Errors name the method and path only: query strings can hold a subject's email, and
+headers hold credentials, so neither reaches a message or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import tenacity
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+class VendorError(Exception):
+    """A vendor call that did not succeed; the message is safe to show and to log."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class VendorBusy(VendorError):
+    """Rate limited or failing for longer than we wait inline: try the step again later."""
+
+    def __init__(self, message: str, *, retry_after: float, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class _Transient(Exception):
+    def __init__(self, description: str, retry_after: float | None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None = None
+    concurrency: int = 4
+    attempts: int = 5  # tries of one call before giving up to the engine
+    backoff_base: float = 0.5  # seconds; doubled each try, with jitter
+    backoff_max: float = 30.0
+    max_inline_wait: float = 60.0  # a longer Retry-After goes back to the engine
+    timeout: float = 30.0
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(request: httpx.Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+class VendorHTTP:
+    """Sends a vendor's requests through its limits; one instance per vendor and process."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        vendor: str,
+        limits: Limits = Limits(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.vendor = vendor
+        self.limits = limits
+        self.sleep = sleep
+        self._slots = threading.BoundedSemaphore(limits.concurrency)
+        self._window = MovingWindowRateLimiter(MemoryStorage())
+        self._rate = (
+            RateLimitItemPerMinute(limits.requests_per_minute) if limits.requests_per_minute else None
+        )
+        self.calls = 0  # HTTP requests actually sent (benchmarks count them)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send, retrying transient faults; returns any non-transient response (2xx/3xx/4xx)."""
+        kwargs.setdefault("timeout", self.limits.timeout)
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.limits.attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_once(method, url, **kwargs)
+        except _Transient as exc:
+            raise VendorBusy(
+                f"{self.vendor} kept failing ({exc.description}) after "
+                f"{self.limits.attempts} tries",
+                retry_after=exc.retry_after or self.limits.backoff_max,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self._await_rate_limit()
+        with self._slots:
+            self.calls += 1
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                raise _Transient(f"timeout on {method} {httpx.URL(url).path}", None) from None
+            except httpx.TransportError as exc:
+                raise _Transient(
+                    f"{type(exc).__name__} on {method} {httpx.URL(url).path}", None
+                ) from None
+        if response.status_code not in RETRIABLE_STATUS:
+            return response
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        what = f"{response.status_code} on {describe(response.request)}"
+        log.info("%s answered %s; retrying", self.vendor, what)
+        if wait is not None and wait > self.limits.max_inline_wait:
+            raise VendorBusy(f"{self.vendor} asked us to wait {wait:.0f} s ({what})",
+                             retry_after=wait, status=response.status_code)
+        raise _Transient(what, wait)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.limits.backoff_base, max=self.limits.backoff_max,
+            jitter=self.limits.backoff_base,
+        )
+        return backoff(state)
+
+    def _await_rate_limit(self) -> None:
+        if self._rate is None:
+            return
+        while not self._window.hit(self._rate, self.vendor):
+            reset = self._window.get_window_stats(self._rate, self.vendor).reset_time
+            self.sleep(max(0.01, min(reset - time.time(), 1.0)))
+
+
+def error_from(response: httpx.Response, what: str) -> VendorError:
+    """A VendorError for an unexpected answer, with the vendor's error code but no payload."""
+    code = None
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            code = body.get("error") or body.get("code")
+            code = code if isinstance(code, str) else None
+    except ValueError:
+        pass
+    suffix = f" ({code})" if code else ""
+    return VendorError(
+        f"{what}: {describe(response.request)} answered {response.status_code}{suffix}",
+        status=response.status_code,
+        code=code,
+    )

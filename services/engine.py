@@ -1,0 +1,410 @@
+"""The durable execution engine.
+
+Approval turns a request into steps in the database (`schedule`). Workers, in any number of
+processes, claim due steps atomically with a lease (a conditional UPDATE; on PostgreSQL the
+candidates are also locked with FOR UPDATE SKIP LOCKED so workers do not even contend), run
+them outside any transaction, and record each outcome and attempt. A worker that dies leaves a
+lease that expires; another worker then resumes the step from its last checkpoint. Every write
+of an outcome is fenced by the lease: a worker that lost its lease cannot overwrite the new
+owner's progress.
+
+Steps of one system run in order (a step waits for the earlier ones of its system); systems
+run side by side. When every step is done the request completes; a step that fails for good
+moves the request to needs_attention, and `retry` resumes it from where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, select
+
+from services import audit
+from services.connectors.base import (
+    Connector,
+    Continue,
+    Done,
+    ExportSink,
+    Failed,
+    Outcome,
+    RequestSpec,
+    RetryLater,
+    StepRun,
+    Waiting,
+)
+from services.connectors.http import VendorBusy, VendorError
+from services.errors import ConcurrentUpdate, TransitionNotAllowed
+from services.lifecycle import transition
+from services.notify import Event, Notifier
+from services.subjects import Identifier
+from storage.db import SessionFactory, transaction
+from storage.models import (
+    DsrRequest,
+    ExecutionStep,
+    IdentifierPurpose,
+    RequestStatus,
+    RequestSystem,
+    StepAttempt,
+    StepStatus,
+    SubjectIdentifier,
+)
+
+log = logging.getLogger(__name__)
+SYSTEM_ACTOR = "dsr-desk"
+
+# (system, simulation) -> the connector to use
+ConnectorProvider = Callable[[str, bool], Connector]
+# (request, system) -> where an access request's data goes
+SinkProvider = Callable[[DsrRequest, str], ExportSink]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    lease_seconds: float = 120.0
+    max_transient_failures: int = 8  # consecutive RetryLater before a step fails for good
+    claim_batch: int = 5
+
+
+def request_spec(session: Session, request: DsrRequest, system: str) -> RequestSpec:
+    rows = session.exec(
+        select(SubjectIdentifier).where(SubjectIdentifier.request_id == request.id)
+        .order_by(SubjectIdentifier.id)
+    ).all()
+
+    def of(purpose: IdentifierPurpose) -> list[Identifier]:
+        return [Identifier(r.kind, r.value, r.system) for r in rows if r.purpose == purpose]
+
+    covered = session.exec(
+        select(RequestSystem).where(
+            RequestSystem.request_id == request.id, RequestSystem.system == system
+        )
+    ).first()
+    return RequestSpec(
+        reference=request.reference,
+        type=request.type,
+        identifiers=of(IdentifierPurpose.IDENTIFIES),
+        confirmed=tuple(covered.confirmed_records or ()) if covered else (),
+        new_values=of(IdentifierPurpose.NEW_VALUE),
+        search_terms=[i.value for i in of(IdentifierPurpose.SEARCH_TERM)],
+    )
+
+
+def schedule(
+    session: Session, request: DsrRequest, connectors: ConnectorProvider, *, at: datetime
+) -> list[ExecutionStep]:
+    """Plan the request's steps (once; a second call returns the existing plan)."""
+    existing = session.exec(
+        select(ExecutionStep).where(ExecutionStep.request_id == request.id)
+        .order_by(ExecutionStep.position)
+    ).all()
+    if existing:
+        return list(existing)
+    systems = session.exec(
+        select(RequestSystem.system).where(RequestSystem.request_id == request.id)
+        .order_by(RequestSystem.id)
+    ).all()
+    steps: list[ExecutionStep] = []
+    for system in systems:
+        spec = request_spec(session, request, system)
+        for planned in connectors(system, request.simulation).plan(spec):
+            steps.append(
+                ExecutionStep(
+                    request_id=request.id,
+                    position=len(steps) + 1,
+                    system=system,
+                    action=planned.action,
+                    params=planned.params,
+                    status=StepStatus.PENDING,
+                    created_at=at,
+                )
+            )
+    session.add_all(steps)
+    session.flush()
+    audit.record(
+        session,
+        action="request.planned",
+        actor=SYSTEM_ACTOR,
+        at=at,
+        request_id=request.id,
+        details={"steps": [f"{s.position}:{s.system}.{s.action}" for s in steps]},
+    )
+    return steps
+
+
+def retry(session: Session, request: DsrRequest, *, actor: str, at: datetime) -> int:
+    """Resume a request that needs attention: its failed steps run again. Returns their count."""
+    failed = session.exec(
+        select(ExecutionStep).where(
+            ExecutionStep.request_id == request.id, ExecutionStep.status == StepStatus.FAILED
+        )
+    ).all()
+    transition(session, request, RequestStatus.IN_PROGRESS, actor=actor, at=at,
+               details={"retried_steps": [s.id for s in failed]})
+    for step in failed:
+        step.status, step.error, step.next_run_at = StepStatus.PENDING, None, None
+        step.transient_failures, step.finished_at = 0, None
+        session.add(step)
+    session.flush()
+    return len(failed)
+
+
+def _safe_trace(exc: BaseException) -> str:
+    """Where an unexpected error happened, without its message (which may hold personal data)."""
+    return f"{type(exc).__name__} at " + " <- ".join(
+        f"{frame.name}:{frame.lineno}" for frame in reversed(traceback.extract_tb(exc.__traceback__))
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        connectors: ConnectorProvider,
+        sinks: SinkProvider,
+        notifier: Notifier,
+        clock: Any,
+        *,
+        worker_id: str | None = None,
+        config: EngineConfig = EngineConfig(),
+    ) -> None:
+        self.sessions = session_factory
+        self.connectors = connectors
+        self.sinks = sinks
+        self.notifier = notifier
+        self.clock = clock
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.config = config
+
+    # Claiming
+
+    def claim(self, limit: int | None = None) -> list[int]:
+        """Atomically take up to `limit` due steps; returns their ids."""
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.config.lease_seconds)
+        step, earlier = ExecutionStep, aliased(ExecutionStep)
+        blocked = sa.exists().where(
+            earlier.request_id == step.request_id,
+            earlier.system == step.system,
+            earlier.position < step.position,
+            earlier.status != StepStatus.DONE,
+        )
+        due = sa.or_(
+            sa.and_(
+                step.status.in_([StepStatus.PENDING, StepStatus.WAITING]),
+                sa.or_(step.next_run_at.is_(None), step.next_run_at <= now),
+            ),
+            sa.and_(step.status == StepStatus.RUNNING, step.lease_expires_at < now),
+        )
+        events: list[Event] = []
+        claimed: list[int] = []
+        with transaction(self.sessions) as session:
+            query = (
+                select(step.id)
+                .join(DsrRequest, DsrRequest.id == step.request_id)
+                .where(due, ~blocked,
+                       DsrRequest.status.in_([RequestStatus.APPROVED, RequestStatus.IN_PROGRESS]))
+                .order_by(step.next_run_at, step.id)
+                .limit(limit or self.config.claim_batch)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=step)
+            for step_id in session.exec(query).all():
+                taken = session.execute(
+                    sa.update(step)
+                    .where(step.id == step_id, due)
+                    .values(status=StepStatus.RUNNING, lease_owner=self.id,
+                            lease_expires_at=lease_until, attempts=step.attempts + 1,
+                            started_at=sa.func.coalesce(step.started_at, now))
+                    .execution_options(synchronize_session=False)
+                )
+                if taken.rowcount != 1:
+                    continue
+                claimed.append(step_id)
+                session.add(StepAttempt(step_id=step_id, worker=self.id, started_at=now))
+                request = session.get(DsrRequest, session.get(step, step_id).request_id)
+                if request.status == RequestStatus.APPROVED:
+                    try:
+                        transition(session, request, RequestStatus.IN_PROGRESS,
+                                   actor=SYSTEM_ACTOR, at=now)
+                        events.append(self._event("request.started", request,
+                                                  "Execution started."))
+                    except ConcurrentUpdate:
+                        session.refresh(request)  # another worker started it
+        self._publish(events)
+        return claimed
+
+    # Running
+
+    def run_once(self, limit: int | None = None) -> int:
+        """Claim due steps and run each until it finishes, waits or must retry later."""
+        claimed = self.claim(limit)
+        for step_id in claimed:
+            self.run_step(step_id)
+        return len(claimed)
+
+    def run_step(self, step_id: int) -> None:
+        while True:
+            with self.sessions() as session:
+                step = session.get(ExecutionStep, step_id)
+                if step is None or step.status != StepStatus.RUNNING or step.lease_owner != self.id:
+                    return  # lost the lease: the new owner carries on
+                request = session.get(DsrRequest, step.request_id)
+                run = StepRun(
+                    action=step.action,
+                    params=dict(step.params or {}),
+                    checkpoint=step.checkpoint,
+                    spec=request_spec(session, request, step.system),
+                    earlier_results=self._earlier_results(session, step),
+                    sink=self.sinks(request, step.system),
+                )
+                connector = self.connectors(step.system, request.simulation)
+            outcome = self._attempt(connector, run, step_id)
+            if not self.record(step_id, outcome) or not isinstance(outcome, Continue):
+                return
+
+    def _attempt(self, connector: Connector, run: StepRun, step_id: int) -> Outcome:
+        try:
+            return connector.run_step(run)
+        except VendorBusy as exc:
+            return RetryLater(exc.retry_after, str(exc))
+        except VendorError as exc:
+            return Failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - an unexpected fault becomes a retry, then a failure
+            where = _safe_trace(exc)
+            log.error("step %s raised %s", step_id, where)
+            return RetryLater(30.0, f"internal error ({where})")
+
+    def _earlier_results(self, session: Session, step: ExecutionStep) -> dict[str, dict[str, Any]]:
+        done = session.exec(
+            select(ExecutionStep).where(
+                ExecutionStep.request_id == step.request_id,
+                ExecutionStep.system == step.system,
+                ExecutionStep.position < step.position,
+            )
+        ).all()
+        return {s.action: dict(s.result or {}) for s in done}
+
+    # Recording
+
+    def record(self, step_id: int, outcome: Outcome) -> bool:
+        """Store an outcome, fenced by our lease. False if the lease was lost meanwhile."""
+        now = self.clock.now()
+        events: list[Event] = []
+        with transaction(self.sessions) as session:
+            step = session.exec(
+                select(ExecutionStep).where(ExecutionStep.id == step_id)
+                .with_for_update().execution_options(populate_existing=True)
+            ).one()
+            if step.status != StepStatus.RUNNING or step.lease_owner != self.id:
+                log.warning("step %s: lease lost before its outcome was recorded", step_id)
+                return False
+            request = session.get(DsrRequest, step.request_id)
+            if isinstance(outcome, RetryLater) and (
+                step.transient_failures + 1 >= self.config.max_transient_failures
+            ):
+                outcome = Failed(f"gave up after {step.transient_failures + 1} tries: {outcome.reason}")
+            attempt = session.exec(
+                select(StepAttempt).where(StepAttempt.step_id == step_id,
+                                          StepAttempt.worker == self.id,
+                                          StepAttempt.finished_at.is_(None))
+                .order_by(StepAttempt.id.desc())
+            ).first()
+            label = f"{step.system}.{step.action}"
+
+            if isinstance(outcome, Continue):
+                step.checkpoint = outcome.checkpoint
+                step.transient_failures = 0
+                step.lease_expires_at = now + timedelta(seconds=self.config.lease_seconds)
+                session.add(step)
+                return True
+
+            step.lease_owner, step.lease_expires_at = None, None
+            kind, note = "done", None
+            if isinstance(outcome, Done):
+                step.status, step.result, step.finished_at = StepStatus.DONE, outcome.summary, now
+                step.transient_failures = 0
+                audit.record(session, action="step.done", actor=SYSTEM_ACTOR, at=now,
+                             request_id=request.id,
+                             details={"step": step.id, "system": step.system,
+                                      "action": step.action, "result": outcome.summary})
+                events.append(self._event("step.done", request, f"{label} done.", step.id))
+            elif isinstance(outcome, Waiting):
+                kind, note = "waiting", outcome.note
+                step.status, step.checkpoint = StepStatus.WAITING, outcome.checkpoint
+                step.next_run_at = now + timedelta(seconds=outcome.seconds)
+                step.transient_failures = 0
+            elif isinstance(outcome, RetryLater):
+                kind, note = "retry", outcome.reason
+                step.status = StepStatus.PENDING
+                step.next_run_at = now + timedelta(seconds=outcome.seconds)
+                step.transient_failures += 1
+            else:
+                kind, note = "failed", outcome.reason
+                step.status, step.error, step.finished_at = StepStatus.FAILED, outcome.reason, now
+                audit.record(session, action="step.failed", actor=SYSTEM_ACTOR, at=now,
+                             request_id=request.id,
+                             details={"step": step.id, "system": step.system,
+                                      "action": step.action, "reason": outcome.reason})
+            session.add(step)
+            if attempt is not None:
+                attempt.finished_at, attempt.outcome, attempt.note = now, kind, note
+                session.add(attempt)
+            session.flush()
+            events.extend(self._settle_request(session, request, now, step, outcome))
+        self._publish(events)
+        return True
+
+    def _settle_request(self, session: Session, request: DsrRequest, now: datetime,
+                        step: ExecutionStep, outcome: Outcome) -> list[Event]:
+        if isinstance(outcome, Failed):
+            try:
+                transition(session, request, RequestStatus.NEEDS_ATTENTION, actor=SYSTEM_ACTOR,
+                           at=now, reason=outcome.reason)
+            except TransitionNotAllowed:
+                return []  # already needs attention because of another step
+            return [self._event("request.needs_attention", request,
+                                f"{step.system}.{step.action} failed: {outcome.reason}", step.id)]
+        if not isinstance(outcome, Done):
+            return []
+        open_steps = session.exec(
+            select(sa.func.count()).select_from(ExecutionStep).where(
+                ExecutionStep.request_id == request.id, ExecutionStep.status != StepStatus.DONE
+            )
+        ).one()
+        if open_steps or request.status != RequestStatus.IN_PROGRESS:
+            return []
+        transition(session, request, RequestStatus.COMPLETED, actor=SYSTEM_ACTOR, at=now)
+        return [self._event("request.completed", request, "All steps done.")]
+
+    def _event(self, kind: str, request: DsrRequest, text: str, step_id: int | None = None) -> Event:
+        return Event(kind=kind, request_id=request.id, reference=request.reference,
+                     simulation=request.simulation, text=text, step_id=step_id)
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            try:
+                self.notifier.publish(event)
+            except Exception as exc:  # noqa: BLE001 - the step is recorded; a lost notice is logged
+                log.error("could not publish %s for %s: %s", event.kind, event.reference,
+                          _safe_trace(exc))
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the next waiting or retrying step becomes due (for tests and the demo)."""
+    return session.exec(
+        select(ExecutionStep.next_run_at)
+        .where(ExecutionStep.status.in_([StepStatus.PENDING, StepStatus.WAITING]),
+               ExecutionStep.next_run_at.is_not(None))
+        .order_by(ExecutionStep.next_run_at)
+        .limit(1)
+    ).first()

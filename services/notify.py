@@ -1,0 +1,34 @@
+"""How services tell people what happened, without knowing about Slack.
+
+`bot/` implements Notifier with slack_sdk; tests use a recorder. Event texts never hold a
+subject's personal data: they name the request, the system and what was done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # request.started, step.done, step.waiting, request.completed, request.needs_attention
+    request_id: int
+    reference: str
+    simulation: bool
+    text: str
+    step_id: int | None = None
+
+
+class Notifier(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+
+class RecordingNotifier:
+    """Keeps every event: for tests, the offline demo and the command line."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
