@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from bot.settings import Settings, load_settings
 from services import audit
-from services.errors import DsrError
+from services.errors import ConfigurationError, DsrError
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -73,6 +74,69 @@ def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.wiring import ConnectorRegistry
+    from services.clock import SystemClock
+    from services.engine import Worker
+    from services.exports import DirectorySink
+    from services.notify import LoggingNotifier
+
+    engine = _engine(settings)
+    if not migrate.is_current(engine):
+        raise ConfigurationError("The database is not up to date: run `dsr-desk db upgrade`.")
+    registry = ConnectorRegistry(settings)
+    exports = settings.data_dir / "exports"
+    worker = Worker(
+        make_session_factory(engine), registry,
+        lambda request, system: DirectorySink(exports / request.reference),
+        LoggingNotifier(), SystemClock(), worker_id=args.worker_id,
+    )
+    stop = threading.Event()
+    ran = 0
+    while not stop.is_set():
+        count = worker.run_once()
+        ran += count
+        if args.once and not count:
+            break
+        if not count:
+            stop.wait(args.idle_seconds)
+    print(f"worker {worker.id}: ran {ran} step(s)")
+    return 0
+
+
+def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.wiring import SANDBOX_GENESYS, SANDBOX_ZENDESK, build_sandbox
+    from services.sandbox import server
+
+    sandbox = build_sandbox(args.vendor, seed=args.seed, people=args.people)
+    running = server.start(sandbox.wsgi, port=args.port)
+    credentials = SANDBOX_GENESYS if args.vendor == "genesys" else SANDBOX_ZENDESK
+    print(f"{args.vendor} stand-in (seed {args.seed}, {args.people} people) at {running.url}",
+          flush=True)
+    print("credentials: " + ", ".join(f"{k}={v}" for k, v in credentials.items()), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+    return 0
+
+
+def _worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="stop when no step is due")
+    parser.add_argument("--idle-seconds", type=float, default=2.0,
+                        help="pause between polls when idle")
+    parser.add_argument("--worker-id", default=None, help="name in leases and attempts")
+
+
+def _sandbox_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("vendor", choices=["genesys", "zendesk"])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--people", type=int, default=40)
+
+
 def _upgrade_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
 
@@ -91,12 +155,17 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
     ("audit verify", "Verify the audit trail's hash chain; exit 1 naming the first bad event.",
      cmd_audit_verify, None),
     ("jurisdictions", "List the jurisdictions and their legal deadlines.", cmd_jurisdictions, None),
+    ("worker", "Run approved requests' steps against the vendors (or their stand-ins).",
+     cmd_worker, _worker_args),
+    ("sandbox serve", "Serve a vendor stand-in on localhost (try it with curl or the vendor's "
+     "client).", cmd_sandbox_serve, _sandbox_args),
 ]
-GROUPS = {"db": "Manage the database schema.", "audit": "Check the audit trail."}
+GROUPS = {"db": "Manage the database schema.", "audit": "Check the audit trail.",
+          "sandbox": "The vendor stand-ins of simulation mode."}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    listing = "\n".join(f"  dsr-desk {words:<16} {text}" for words, text, _, _ in COMMANDS)
+    listing = "\n".join(f"  dsr-desk {words:<15} {text}" for words, text, _, _ in COMMANDS)
     parser = argparse.ArgumentParser(
         prog="dsr-desk",
         description="DSR Desk: handle data subject requests (GDPR, UK GDPR, CCPA/CPRA, LGPD) "

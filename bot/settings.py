@@ -46,6 +46,40 @@ class Settings(BaseSettings):
         default=None, validation_alias="SLACK_SIGNING_SECRET"
     )
 
+    genesys_region: str = Field(
+        default="mypurecloud.com",
+        validation_alias="GENESYS_REGION",
+        description="Genesys Cloud region host, e.g. mypurecloud.de (API api.<region>).",
+    )
+    genesys_api_url: str = Field(default="", validation_alias="GENESYS_API_URL")
+    genesys_login_url: str = Field(default="", validation_alias="GENESYS_LOGIN_URL")
+    genesys_client_id: str = Field(default="", validation_alias="GENESYS_CLIENT_ID")
+    genesys_client_secret: SecretStr | None = Field(
+        default=None, validation_alias="GENESYS_CLIENT_SECRET"
+    )
+    genesys_requests_per_minute: int = Field(
+        default=300, gt=0, validation_alias="GENESYS_REQUESTS_PER_MINUTE"
+    )
+    genesys_concurrency: int = Field(default=4, gt=0, le=64, validation_alias="GENESYS_CONCURRENCY")
+
+    zendesk_subdomain: str = Field(default="", validation_alias="ZENDESK_SUBDOMAIN")
+    zendesk_url: str = Field(default="", validation_alias="ZENDESK_URL")
+    zendesk_email: str = Field(default="", validation_alias="ZENDESK_EMAIL")
+    zendesk_api_token: SecretStr | None = Field(default=None, validation_alias="ZENDESK_API_TOKEN")
+    zendesk_requests_per_minute: int = Field(
+        default=400, gt=0, validation_alias="ZENDESK_REQUESTS_PER_MINUTE",
+        description="Your plan's limit: Team 200, Growth/Professional 400, Enterprise 700.",
+    )
+    zendesk_concurrency: int = Field(default=4, gt=0, le=64, validation_alias="ZENDESK_CONCURRENCY")
+
+    sandbox_seed: int = Field(default=0, validation_alias="DSR_SANDBOX_SEED")
+    sandbox_people: int = Field(default=40, ge=1, le=100_000, validation_alias="DSR_SANDBOX_PEOPLE")
+    sandbox_genesys_url: str = Field(
+        default="", validation_alias="DSR_SANDBOX_GENESYS_URL",
+        description="Use a running Genesys stand-in (dsr-desk sandbox serve) for simulations.",
+    )
+    sandbox_zendesk_url: str = Field(default="", validation_alias="DSR_SANDBOX_ZENDESK_URL")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -69,7 +103,10 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
-    @field_validator("slack_bot_token", "slack_app_token", "slack_signing_secret")
+    @field_validator(
+        "slack_bot_token", "slack_app_token", "slack_signing_secret", "genesys_client_secret",
+        "zendesk_api_token",
+    )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
@@ -79,6 +116,18 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def genesys_urls(self) -> tuple[str, str]:
+        """(API base, login base) of the real Genesys Cloud org."""
+        return (self.genesys_api_url or f"https://api.{self.genesys_region}",
+                self.genesys_login_url or f"https://login.{self.genesys_region}")
+
+    @property
+    def zendesk_base_url(self) -> str:
+        if self.zendesk_url:
+            return self.zendesk_url
+        return f"https://{self.zendesk_subdomain}.zendesk.com" if self.zendesk_subdomain else ""
 
     @property
     def effective_database_url(self) -> str:

@@ -6,6 +6,7 @@ subject's personal data: they name the request, the system and what was done.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,3 +33,14 @@ class RecordingNotifier:
 
     def publish(self, event: Event) -> None:
         self.events.append(event)
+
+
+class LoggingNotifier:
+    """Writes each event to the log: for the worker until the Slack app publishes them."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("dsr_desk.events")
+
+    def publish(self, event: Event) -> None:
+        marker = " [simulation]" if event.simulation else ""
+        self.log.info("%s %s%s: %s", event.reference, event.kind, marker, event.text)
