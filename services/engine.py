@@ -343,6 +343,9 @@ class Worker:
                 step.status, step.checkpoint = StepStatus.WAITING, outcome.checkpoint
                 step.next_run_at = now + timedelta(seconds=outcome.seconds)
                 step.transient_failures = 0
+                if outcome.note != self._last_note(session, step_id):
+                    events.append(self._event("step.waiting", request, f"{label}: {outcome.note}",
+                                              step.id))
             elif isinstance(outcome, RetryLater):
                 kind, note = "retry", outcome.reason
                 step.status = StepStatus.PENDING
@@ -363,6 +366,13 @@ class Worker:
             events.extend(self._settle_request(session, request, now, step, outcome))
         self._publish(events)
         return True
+
+    def _last_note(self, session: Session, step_id: int) -> str | None:
+        return session.exec(
+            select(StepAttempt.note).where(StepAttempt.step_id == step_id,
+                                           StepAttempt.finished_at.is_not(None))
+            .order_by(StepAttempt.id.desc())
+        ).first()
 
     def _settle_request(self, session: Session, request: DsrRequest, now: datetime,
                         step: ExecutionStep, outcome: Outcome) -> list[Event]:

@@ -152,7 +152,7 @@ class VendorHTTP:
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return exc.retry_after
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.limits.backoff_base, max=self.limits.backoff_max,
+            multiplier=self.limits.backoff_base, max=self.limits.backoff_max,
             jitter=self.limits.backoff_base,
         )
         return backoff(state)

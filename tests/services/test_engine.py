@@ -136,7 +136,7 @@ def test_runs_to_completion_in_order(session_factory, world) -> None:
 
 
 def test_waiting_and_continue_keep_checkpoints(session_factory, world) -> None:
-    clock, connectors, _, worker = world
+    clock, connectors, notifier, worker = world
     connectors["alpha"].script["find"] = [
         Continue({"page": 2}), Waiting({"page": 2, "job": "j1"}, 30, "job queued"),
     ]
@@ -151,6 +151,7 @@ def test_waiting_and_continue_keep_checkpoints(session_factory, world) -> None:
         pass
     assert [c for _, a, c in connectors["alpha"].runs if a == "find"] == [
         None, {"page": 2}, {"page": 2, "job": "j1"}]
+    assert [e.text for e in notifier.events if e.kind == "step.waiting"] == ["alpha.find: job queued"]
     assert status_of(session_factory, request_id) == RequestStatus.COMPLETED
 
 
