@@ -33,6 +33,7 @@ import hmac
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -289,10 +290,9 @@ class GenesysSandbox:
         )
         self.wsgi = self.traffic
 
-    def add_subject(self, name: str, emails: tuple[str, ...] | list[str] = (),
-                    phones: tuple[str, ...] | list[str] = (),
-                    addresses: tuple[str, ...] | list[str] = (),
-                    external_id: str | None = None) -> dict[str, Any]:
+    def add_subject(self, name: str, emails: Sequence[str] = (), phones: Sequence[str] = (),
+                    addresses: Sequence[str] = (), external_id: str | None = None
+                    ) -> dict[str, Any]:
         """Add a subject with synthetic data; returns the GDPRSubject the search would show."""
         return self.state.add_subject(name, emails=emails, phones=phones, addresses=addresses,
                                       external_id=external_id)

@@ -419,7 +419,8 @@ class GenesysState:
         self.seed = seed
         self.request_polls = request_polls
         self.clock = clock
-        self.created_by = created_by or {"id": str(uuid.UUID(int=0)), "selfUri": "/api/v2/users"}
+        nobody = str(uuid.UUID(int=0))
+        self.created_by = created_by or {"id": nobody, "selfUri": f"/api/v2/oauth/clients/{nobody}"}
         self.lock = threading.RLock()
         self.subjects: dict[str, SubjectRecord] = {}
         self.requests: dict[str, GdprRequestRecord] = {}

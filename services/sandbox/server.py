@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+log = logging.getLogger("dsr_desk.sandbox")
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Logs method, path and status only: query strings hold emails and phone numbers."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
 
 
 @dataclass
@@ -32,9 +42,9 @@ class RunningServer:
 
 def start(app: Any, port: int = 0, host: str = "127.0.0.1") -> RunningServer:
     """Start serving `app`; port 0 picks a free port (see `.url`)."""
-    server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox:{server.server_port}",
-                              daemon=True)
+    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"sandbox:{server.server_port}", daemon=True)
     thread.start()
     return RunningServer(server, thread)
 
