@@ -45,12 +45,12 @@ SEARCH_TYPES = {
     IdentifierKind.ADDRESS: "ADDRESS",
     IdentifierKind.EXTERNAL_ID: "EXTERNAL_ID",
 }
-SUBJECT_LISTS = {
-    IdentifierKind.EMAIL: "emailAddresses",
-    IdentifierKind.PHONE: "phoneNumbers",
-    IdentifierKind.ADDRESS: "addresses",
-}
+SUBJECT_LISTS = {IdentifierKind.EMAIL: "emailAddresses", IdentifierKind.PHONE: "phoneNumbers"}
 FINAL = {"COMPLETED", "ERROR"}
+# What may go into a request's subject. Genesys acts on every record matching any one field, so
+# a name or an address (shared by strangers) would widen an export or a deletion to them.
+TARGETING_FIELDS = ("userId", "externalContactId", "externalId", "dialerContactId",
+                    "journeyCustomer", "socialHandle", "emailAddresses", "phoneNumbers")
 
 
 class GenesysAuth(httpx.Auth):
@@ -152,8 +152,13 @@ class GenesysConnector:
             raise InvalidRequest(f"{self.label} has no API for {spec.type.value} requests.")
         if spec.type is RequestType.RECTIFICATION:
             _replacement_terms(spec)  # refuse at planning what the API would refuse later
-        subjects = [dict(c["details"]) for c in spec.confirmed if c.get("details")]
+        subjects = [_targeting(c["details"]) for c in spec.confirmed if c.get("details")]
         subjects = subjects or [_subject_from_identifiers(spec.identifiers)]
+        if not all(subjects):
+            raise InvalidRequest(
+                f"{self.label} needs an email, a phone number or an id to target the subject: "
+                "a name or an address alone could match other people."
+            )
         return [PlannedStep("gdpr_request", {"subject": subject, "index": n})
                 for n, subject in enumerate(subjects)]
 
@@ -220,13 +225,15 @@ def _subject_key(subject: dict[str, Any]) -> str:
     return f"subject:{digest}"
 
 
+def _targeting(subject: dict[str, Any]) -> dict[str, Any]:
+    return {k: subject[k] for k in TARGETING_FIELDS if subject.get(k)}
+
+
 def _subject_from_identifiers(identifiers: Sequence[Identifier]) -> dict[str, Any]:
-    """A GDPRSubject with only what is known."""
+    """A GDPRSubject with only the strong identifiers that are known."""
     subject: dict[str, Any] = {}
     for identifier in identifiers:
-        if identifier.kind is IdentifierKind.NAME:
-            subject.setdefault("name", identifier.value)
-        elif identifier.kind is IdentifierKind.EXTERNAL_ID:
+        if identifier.kind is IdentifierKind.EXTERNAL_ID:
             subject.setdefault("externalId", identifier.value)
         elif identifier.kind in SUBJECT_LISTS:
             subject.setdefault(SUBJECT_LISTS[identifier.kind], []).append(identifier.value)
