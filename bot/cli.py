@@ -77,7 +77,7 @@ def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.wiring import ConnectorRegistry
     from services.clock import SystemClock
-    from services.engine import Worker
+    from services.engine import EngineConfig, Worker
     from services.exports import DirectorySink
     from services.notify import LoggingNotifier
 
@@ -90,7 +90,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         make_session_factory(engine), registry,
         lambda request, system: DirectorySink(exports / request.reference),
         LoggingNotifier(), SystemClock(), worker_id=args.worker_id,
+        config=EngineConfig(lease_seconds=args.lease_seconds),
     )
+    recovered = worker.recover()
+    if recovered:
+        print(f"worker {worker.id}: resumed {recovered} step(s) left running by a crash", flush=True)
     stop = threading.Event()
     ran = 0
     while not stop.is_set():
@@ -127,7 +131,11 @@ def _worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="stop when no step is due")
     parser.add_argument("--idle-seconds", type=float, default=2.0,
                         help="pause between polls when idle")
-    parser.add_argument("--worker-id", default=None, help="name in leases and attempts")
+    parser.add_argument("--worker-id", default=None,
+                        help="a stable name (e.g. the replica's) lets a restarted worker resume "
+                        "its own steps at once")
+    parser.add_argument("--lease-seconds", type=float, default=120.0,
+                        help="how long a claimed step is ours before another worker may take it")
 
 
 def _sandbox_args(parser: argparse.ArgumentParser) -> None:

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     zendesk_concurrency: int = Field(default=4, gt=0, le=64, validation_alias="ZENDESK_CONCURRENCY")
 
+    poll_seconds: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="DSR_POLL_SECONDS",
+        description="How often a step waiting on a vendor job polls it.",
+    )
+
     sandbox_seed: int = Field(default=0, validation_alias="DSR_SANDBOX_SEED")
     sandbox_people: int = Field(default=40, ge=1, le=100_000, validation_alias="DSR_SANDBOX_PEOPLE")
     sandbox_genesys_url: str = Field(

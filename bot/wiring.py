@@ -70,7 +70,8 @@ class ConnectorRegistry:
     def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None, **overrides: Any):
         self.settings = settings
         self.sandboxes = sandboxes or Sandboxes(settings)
-        self.overrides = overrides  # e.g. sleep, poll_seconds, limits: for tests and benchmarks
+        # e.g. sleep, limits: for tests and benchmarks
+        self.overrides = {"poll_seconds": settings.poll_seconds, **overrides}
         self._cache: dict[tuple[str, bool], Connector] = {}
         self._lock = threading.Lock()
         self.client = httpx.Client(follow_redirects=False)

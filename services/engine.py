@@ -185,6 +185,28 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.config = config
 
+    def recover(self) -> int:
+        """Release steps this worker id still leases from an earlier life (it crashed): they
+        become due again at once instead of after the lease. Returns how many."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            session.execute(
+                sa.update(StepAttempt)
+                .where(StepAttempt.worker == self.id, StepAttempt.finished_at.is_(None))
+                .values(finished_at=now, outcome="crashed",
+                        note="the worker stopped before the step finished")
+                .execution_options(synchronize_session=False)
+            )
+            released = session.execute(
+                sa.update(ExecutionStep)
+                .where(ExecutionStep.status == StepStatus.RUNNING,
+                       ExecutionStep.lease_owner == self.id)
+                .values(status=StepStatus.PENDING, lease_owner=None, lease_expires_at=None,
+                        next_run_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return released.rowcount
+
     # Claiming
 
     def claim(self, limit: int | None = None) -> list[int]:

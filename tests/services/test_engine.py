@@ -250,3 +250,17 @@ def test_concurrent_workers_run_each_step_once(session_factory, world) -> None:
     runs = Counter((ref, action) for c in connectors.values() for ref, action, _ in c.runs)
     assert len(runs) == 40 and set(runs.values()) == {1}
     assert {status_of(session_factory, r) for r in request_ids} == {RequestStatus.COMPLETED}
+
+
+def test_a_restarted_worker_resumes_its_own_steps_at_once(session_factory, world) -> None:
+    clock, connectors, _, worker = world
+    request_id = approve(session_factory, clock, connectors, systems=("beta",))
+    [step_id] = worker("replica-1").claim()
+    assert worker("replica-2").claim() == []
+    assert worker("replica-1").recover() == 1  # the same name, after a restart
+    assert worker("replica-1").run_once() == 1
+    with session_factory() as session:
+        outcomes = session.exec(select(StepAttempt.outcome).where(StepAttempt.step_id == step_id)
+                                .order_by(StepAttempt.id)).all()
+    assert outcomes == ["crashed", "done"]
+    assert status_of(session_factory, request_id) == RequestStatus.COMPLETED
