@@ -76,14 +76,15 @@ class TrafficControl:
         with self._lock:
             self.stats.calls[f"{environ.get('REQUEST_METHOD')} {path}"] += 1
             decision = None if self.exempt(path) else self._decide()
+            slow = bool(self.faults.slow_rate) and self._random.random() < self.faults.slow_rate
+            remaining = max(0, (self.requests_per_minute or 0) - len(self._window))
         if decision is not None:
             status, retry_after = decision
             return self._error(start_response, status, retry_after)
-        if self.faults.slow_rate and self._random.random() < self.faults.slow_rate:
+        if slow:
             time.sleep(self.faults.slow_seconds)
         if not self.requests_per_minute:
             return self.app(environ, start_response)
-        remaining = max(0, self.requests_per_minute - len(self._window))
         limit_headers = [("X-Rate-Limit", str(self.requests_per_minute)),
                          ("X-Rate-Limit-Remaining", str(remaining))]
 
