@@ -1,0 +1,158 @@
+"""ZendeskConnector over a real localhost socket against the Zendesk stand-in."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from services.connectors.base import Continue, Done, RequestSpec, Waiting
+from services.connectors.http import Limits
+from services.connectors.zendesk import ZendeskConnector
+from services.sandbox.server import serve
+from services.sandbox.traffic import FaultPlan
+from services.sandbox.zendesk import ZendeskSandbox
+from services.subjects import Identifier
+from storage.models import IdentifierKind as K
+from storage.models import RequestType
+from tests.connector_driver import MemorySink, drive, summaries
+
+EMAIL = "ada.lovelace@example.org"
+
+
+def make_connector(url: str, client: httpx.Client, attempts: int = 5) -> ZendeskConnector:
+    return ZendeskConnector(client, url, email="agent@example.com", token="sandbox-token",
+                            limits=Limits(attempts=attempts, backoff_base=0.001, backoff_max=0.01),
+                            sleep=lambda s: None, poll_seconds=0)
+
+
+@pytest.fixture
+def sandbox() -> ZendeskSandbox:
+    return ZendeskSandbox(seed=3, people=6, requests_per_minute=None)
+
+
+@pytest.fixture
+def connector(sandbox):
+    with serve(sandbox.wsgi) as running, httpx.Client() as client:
+        yield make_connector(running.url, client)
+
+
+def subject(sandbox, tickets: int = 0, status: str = "closed") -> dict:
+    user = sandbox.add_user("Ada Lovelace", email=EMAIL, phone="+15557770001",
+                            external_id="CUST-ADA")
+    for n in range(tickets):
+        sandbox.add_ticket(user["id"], subject=f"Order {n}", description=f"About order {n}",
+                           status=status, comments=[f"Please call me on +15557770001 ({n})"])
+    return user
+
+
+def spec(connector, kind: RequestType, **extra) -> RequestSpec:
+    identifiers = (Identifier(K.EMAIL, EMAIL), Identifier(K.NAME, "Ada Lovelace"))
+    matches = connector.search_subjects([identifiers[0]])
+    confirmed = [{"record_id": m.record_id, "label": m.label, "details": m.details}
+                 for m in matches]
+    return RequestSpec("DSR-000007", kind, identifiers, confirmed, **extra)
+
+
+def calls(sandbox, key: str) -> int:
+    return sum(n for call, n in sandbox.traffic.stats.calls.items()
+               if call.removesuffix(".json") == key)
+
+
+def test_search_by_each_identifier(connector, sandbox) -> None:
+    user = subject(sandbox)
+    for identifier in (Identifier(K.EMAIL, EMAIL), Identifier(K.PHONE, "+15557770001"),
+                       Identifier(K.NAME, "Ada Lovelace"), Identifier(K.EXTERNAL_ID, "CUST-ADA"),
+                       Identifier(K.VENDOR_USER_ID, str(user["id"]), "zendesk")):
+        matches = connector.search_subjects([identifier])
+        assert [(m.record_id, m.label) for m in matches] == [(str(user["id"]), "Ada Lovelace")]
+    assert connector.search_subjects([Identifier(K.EMAIL, "nobody@example.invalid")]) == []
+
+
+def test_access_exports_every_page_of_tickets_and_comments(connector, sandbox) -> None:
+    user = subject(sandbox, tickets=230, status="open")
+    other = sandbox.add_user("Someone Else", email="else@example.net")
+    cc = sandbox.add_ticket(other["id"], subject="Shared", description="x",
+                            collaborator_ids=[user["id"]],
+                            comments=[f"reply {n}" for n in range(150)])
+    sink = MemorySink()
+    trace = drive(connector, spec(connector, RequestType.ACCESS), sink)
+    done = summaries(trace)
+    assert done["export_users"] == {"users": 1, "identities": 2}
+    assert done["export_tickets"] == {"tickets": 231}
+    assert sum(isinstance(o, Continue) for _, o in trace) >= 5  # 3 pages requested, 1 cc, ...
+    tickets = {k: v for k, v in sink.files.items() if k.startswith("zendesk/tickets/")}
+    assert len(tickets) == 231
+    shared = sink.files[f"zendesk/tickets/{cc['id']}.json"]
+    assert len(shared["comments"]) == 151  # the description and 150 replies: two pages
+    assert sink.files[f"zendesk/users/{user['id']}.json"]["user"]["email"] == EMAIL
+
+
+def test_rectification_and_objection(connector, sandbox) -> None:
+    user = subject(sandbox)
+    drive(connector, spec(connector, RequestType.RECTIFICATION, new_values=(
+        Identifier(K.NAME, "Ada King"), Identifier(K.EMAIL, "ada.king@example.org"),
+        Identifier(K.PHONE, "+15557779999"))))
+    updated = sandbox.state.users[user["id"]]
+    assert (updated["name"], updated["email"], updated["phone"]) == (
+        "Ada King", "ada.king@example.org", "+15557779999")
+    objection = RequestSpec("DSR-000008", RequestType.OBJECTION, (),
+                            [{"record_id": str(user["id"]), "label": "", "details": {}}])
+    assert summaries(drive(connector, objection)) == {"suspend_users": {"suspended_users": 1}}
+    assert sandbox.state.users[user["id"]]["suspended"] is True
+
+
+def test_erasure_in_the_documented_order_with_bulk_batches(connector, sandbox) -> None:
+    user = subject(sandbox, tickets=250)
+    other = sandbox.add_user("Someone Else", email="else@example.net")
+    mention = sandbox.add_ticket(other["id"], subject="Complaint", description="x",
+                                 status="open",
+                                 comments=[f"Forwarding from {EMAIL}, she asked twice."])
+    with_file = sandbox.add_ticket(other["id"], subject="Scan", description="x", status="open",
+                                   comments=[f"ID card of Ada Lovelace attached"], attachment=True)
+    trace = drive(connector, spec(connector, RequestType.ERASURE))
+    done = summaries(trace)
+    assert list(done) == ["find_tickets", "redact_tickets", "delete_tickets", "purge_tickets",
+                          "delete_users", "purge_users"]
+    assert done["find_tickets"]["tickets"] == 252
+    assert done["redact_tickets"]["to_delete"] == [with_file["id"]]
+    assert done["delete_tickets"]["count"] == 251 and done["purge_tickets"]["count"] == 251
+    assert calls(sandbox, "DELETE /api/v2/tickets/destroy_many") == 3  # 251 ids, 100 a call
+    assert calls(sandbox, "DELETE /api/v2/deleted_tickets/destroy_many") == 3
+    assert sum(isinstance(o, Waiting) for _, o in trace) >= 6  # every job was polled
+
+    state = sandbox.snapshot()
+    text = json.dumps(state["comments"]) + json.dumps(state["tickets"])
+    assert EMAIL not in text and "+15557770001" not in text
+    assert mention["id"] in {t["id"] for t in state["tickets"]}  # redacted, kept
+    assert user["id"] in state["permanently_deleted_users"]
+    assert not state["deleted_tickets"]  # deleted ones were purged
+
+
+def test_requester_of_unclosed_tickets_is_not_forced(connector, sandbox) -> None:
+    user = subject(sandbox, tickets=2)
+    solved = sandbox.add_ticket(user["id"], subject="Refund", description="x", status="solved")
+    trace = drive(connector, spec(connector, RequestType.ERASURE))
+    action, waiting = trace[-1]
+    assert action == "delete_users" and isinstance(waiting, Waiting)
+    assert waiting.seconds >= 3600
+    assert f"still requests 1 unclosed ticket(s) (#{solved['id']})" in waiting.note
+    assert user["id"] not in sandbox.snapshot()["deleted_users"]
+
+    sandbox.state.tickets[solved["id"]]["status"] = "closed"  # the team closes it in Zendesk
+    done = summaries(drive(connector, spec(connector, RequestType.ERASURE)))
+    assert done["purge_users"] == {"purged_users": [user["id"]]}
+
+
+def test_faults_end_in_the_same_state(sandbox) -> None:
+    clean = ZendeskSandbox(seed=3, people=6, requests_per_minute=None)
+    sandbox.traffic.set_faults(FaultPlan(error_rate=0.3, retry_after=0, seed=9))
+    for box in (clean, sandbox):
+        subject(box, tickets=120)
+        with serve(box.wsgi) as running, httpx.Client() as client:
+            connector = make_connector(running.url, client, attempts=12)
+            for kind in (RequestType.ACCESS, RequestType.ERASURE):
+                drive(connector, spec(connector, kind))
+    assert sum(sandbox.traffic.stats.injected.values()) > 20
+    assert sandbox.snapshot() == clean.snapshot()
