@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from services import audit, deadlines
+from services.connectors.base import SubjectMatch
 from services.errors import InvalidRequest, UnknownJurisdiction
 from services.subjects import Identifier
 from storage.models import (
@@ -110,3 +112,29 @@ def create_request(
     )
     session.flush()
     return request
+
+
+def confirm_records(
+    session: Session,
+    request: DsrRequest,
+    system: str,
+    matches: Sequence[SubjectMatch],
+    *,
+    actor: str,
+    at: datetime,
+) -> None:
+    """Record which records in `system` the requester confirmed as the subject's."""
+    covered = session.exec(
+        select(RequestSystem).where(RequestSystem.request_id == request.id,
+                                    RequestSystem.system == system)
+    ).first()
+    if covered is None:
+        raise InvalidRequest(f"{request.reference} does not cover {system}.")
+    covered.confirmed_records = [
+        {"record_id": m.record_id, "label": m.label, "details": m.details} for m in matches
+    ]
+    covered.confirmed_at = at
+    session.add(covered)
+    audit.record(session, action="request.records_confirmed", actor=actor, at=at,
+                 request_id=request.id,
+                 details={"system": system, "records": [m.record_id for m in matches]})

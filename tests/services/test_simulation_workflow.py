@@ -1,0 +1,84 @@
+"""Simulation mode end to end: real engine, real connectors, stand-ins on localhost sockets,
+on SQLite and PostgreSQL; with 30% of vendor calls failing, the result is the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from services import audit
+from services.sandbox.traffic import FaultPlan
+from services.subjects import Identifier
+from storage import migrate
+from storage.db import make_engine, make_session_factory
+from storage.models import (
+    DsrRequest, ExecutionStep, IdentifierKind, RequestStatus, RequestType, StepStatus,
+)
+from tests.conftest import ManualClock
+from tests.workflow import file_request, registry, run_until_settled
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def scenario(session_factory, connectors, clock) -> list[int]:
+    zendesk = connectors.sandboxes.instances["zendesk"]
+    genesys = connectors.sandboxes.instances["genesys"]
+    # A subject whose Zendesk tickets are all closed, so that the erasure can finish.
+    erased = "grace.hopper@example.com"
+    user = zendesk.add_user("Grace Hopper", email=erased, phone="+15558880001")
+    for n in range(130):
+        zendesk.add_ticket(user["id"], subject=f"Case {n}", description="x", status="closed",
+                           comments=[f"Call {erased}"])
+    genesys.add_subject("Grace Hopper", emails=[erased], phones=["+15558880001"])
+    seeded = zendesk.state.users
+    people = [u["email"] for u in seeded.values() if u["role"] == "end-user"][:3]
+    return [
+        file_request(session_factory, connectors, clock, RequestType.ACCESS, people[0]),
+        file_request(session_factory, connectors, clock, RequestType.ERASURE, erased),
+        file_request(session_factory, connectors, clock, RequestType.RECTIFICATION, people[1],
+                     new_values=(Identifier(IdentifierKind.EMAIL, "corrected@example.net"),)),
+        file_request(session_factory, connectors, clock, RequestType.OBJECTION, people[2],
+                     systems=("zendesk",)),
+    ]
+
+
+def run(session_factory, tmp_path, faults: FaultPlan | None):
+    connectors = registry(tmp_path)
+    for system in ("zendesk", "genesys"):
+        connectors.sandboxes.url(system)
+        if faults:
+            connectors.sandboxes.instances[system].traffic.set_faults(faults)
+    clock = ManualClock(T0)
+    try:
+        ids = scenario(session_factory, connectors, clock)
+        worker = run_until_settled(session_factory, connectors, clock, ids)
+        return connectors, ids, worker
+    finally:
+        connectors.sandboxes.stop()
+
+
+def test_requests_complete_with_faults_exactly_as_without(session_factory, tmp_path) -> None:
+    clean_engine = make_engine(f"sqlite:///{tmp_path / 'clean.sqlite3'}")
+    migrate.upgrade(clean_engine)
+    clean, _, _ = run(make_session_factory(clean_engine), tmp_path / "clean", None)
+    faulty, ids, worker = run(session_factory, tmp_path / "faulty",
+                              FaultPlan(error_rate=0.3, retry_after=0, seed=5))
+
+    injected = {s: sum(faulty.sandboxes.instances[s].traffic.stats.injected.values())
+                for s in ("zendesk", "genesys")}
+    assert injected["zendesk"] > 20 and injected["genesys"] > 3
+    with session_factory() as session:
+        assert [session.get(DsrRequest, r).status for r in ids] == [RequestStatus.COMPLETED] * 4
+        steps = session.exec(select(ExecutionStep)).all()
+        assert {s.status for s in steps} == {StepStatus.DONE}
+        assert audit.verify(session).ok
+    for system in ("zendesk", "genesys"):
+        assert (faulty.sandboxes.instances[system].snapshot()
+                == clean.sandboxes.instances[system].snapshot()), system
+    zendesk = faulty.sandboxes.instances["zendesk"].snapshot()
+    assert "corrected@example.net" in str(zendesk["users"])
+    assert "grace.hopper@example.com" not in str(zendesk)
+    exported = worker.sinks_written
+    assert any(k[1] == "genesys" and v.files for k, v in exported.items())
+    assert any(k[1] == "zendesk" and v.files for k, v in exported.items())

@@ -1,0 +1,63 @@
+"""A whole simulated request, from intake to completion, through the real engine and connectors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.settings import Settings
+from bot.wiring import ConnectorRegistry
+from services import engine as eng
+from services.connectors.http import Limits
+from services.intake import confirm_records
+from services.lifecycle import TERMINAL, transition
+from services.notify import RecordingNotifier
+from services.subjects import Identifier
+from storage.db import SessionFactory, transaction
+from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
+from tests.connector_driver import MemorySink
+from tests.factories import add_request
+
+FAST = Limits(attempts=12, backoff_base=0.001, backoff_max=0.01)
+
+
+def registry(tmp_path, **settings) -> ConnectorRegistry:
+    values = {"DSR_DATA_DIR": str(tmp_path), "DSR_SANDBOX_PEOPLE": 6, "DSR_POLL_SECONDS": 1,
+              **settings}
+    return ConnectorRegistry(Settings(**values), sleep=lambda s: None, limits=FAST)
+
+
+def file_request(session_factory: SessionFactory, connectors, clock, kind: RequestType,
+                 email: str, systems=("zendesk", "genesys"), **extra) -> int:
+    """Intake, search, confirm every match, approve by someone else, schedule."""
+    identifiers = (Identifier(IdentifierKind.EMAIL, email),)
+    with transaction(session_factory) as session:
+        request = add_request(session, clock.now(), type=kind, systems=systems,
+                              identifiers=identifiers, simulation=True, **extra)
+        for system in systems:
+            matches = connectors(system, True).search_subjects(identifiers)
+            confirm_records(session, request, system, matches, actor="U_REQUESTER", at=clock.now())
+        transition(session, request, RequestStatus.PENDING_APPROVAL, actor="U_REQUESTER",
+                   at=clock.now())
+        transition(session, request, RequestStatus.APPROVED, actor="U_APPROVER", at=clock.now())
+        eng.schedule(session, request, connectors, at=clock.now())
+        return request.id
+
+
+def run_until_settled(session_factory: SessionFactory, connectors, clock, request_ids,
+                      worker=None, max_rounds: int = 5000) -> eng.Worker:
+    """Run the worker, moving the clock to the next due step whenever nothing is due."""
+    sinks: dict[tuple[str, str], MemorySink] = {}
+    worker = worker or eng.Worker(
+        session_factory, connectors,
+        lambda request, system: sinks.setdefault((request.reference, system), MemorySink()),
+        RecordingNotifier(), clock, worker_id="test-worker")
+    worker.sinks_written = sinks
+    for _ in range(max_rounds):
+        with session_factory() as session:
+            statuses = [session.get(DsrRequest, r).status for r in request_ids]
+            if all(s in TERMINAL or s == RequestStatus.NEEDS_ATTENTION for s in statuses):
+                return worker
+            due = eng.next_due_at(session)
+        if not worker.run_once(10):
+            clock.current = max(clock.current, due or clock.current) + timedelta(seconds=1)
+    raise AssertionError("requests did not settle")
