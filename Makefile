@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup db run test clean
+.PHONY: setup db run test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DSR Desk needs Python 3.11 or newer (set PYTHON=...)")'
@@ -26,6 +26,12 @@ test: setup
 	  echo "      service tests are SKIPPED (listed at the end). See README, 'Tests'."; \
 	fi
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check bot handlers services storage tests bench
+
+bench: setup
+	$(BIN)/python -m bench.zendesk_erasure
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -75,6 +75,9 @@ class EngineConfig:
     claim_batch: int = 5
 
 
+DEFAULT_CONFIG = EngineConfig()
+
+
 def request_spec(session: Session, request: DsrRequest, system: str) -> RequestSpec:
     rows = session.exec(
         select(SubjectIdentifier).where(SubjectIdentifier.request_id == request.id)
@@ -175,7 +178,7 @@ class Worker:
         clock: Any,
         *,
         worker_id: str | None = None,
-        config: EngineConfig = EngineConfig(),
+        config: EngineConfig = DEFAULT_CONFIG,
     ) -> None:
         self.sessions = session_factory
         self.connectors = connectors

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from services.connectors.base import (
-    Connector, Continue, Done, Failed, Outcome, RequestSpec, RetryLater, StepRun, Waiting,
+    Connector,
+    Continue,
+    Done,
+    Failed,
+    Outcome,
+    RequestSpec,
+    RetryLater,
+    StepRun,
+    Waiting,
 )
 
 

@@ -51,6 +51,7 @@ FINAL = {"COMPLETED", "ERROR"}
 # a name or an address (shared by strangers) would widen an export or a deletion to them.
 TARGETING_FIELDS = ("userId", "externalContactId", "externalId", "dialerContactId",
                     "journeyCustomer", "socialHandle", "emailAddresses", "phoneNumbers")
+GENESYS_LIMITS = Limits(requests_per_minute=300)  # the plan's default; settings override it
 
 
 class GenesysAuth(httpx.Auth):
@@ -110,7 +111,7 @@ class GenesysConnector:
         login_url: str,
         client_id: str,
         client_secret: str,
-        limits: Limits = Limits(requests_per_minute=300),
+        limits: Limits = GENESYS_LIMITS,
         sleep: Callable[[float], None] = time.sleep,
         poll_seconds: float = 10.0,
     ) -> None:

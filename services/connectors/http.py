@@ -63,6 +63,9 @@ class Limits:
     timeout: float = 30.0
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds: a number, or an HTTP date."""
     if not value:
@@ -89,7 +92,7 @@ class VendorHTTP:
         client: httpx.Client,
         *,
         vendor: str,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client

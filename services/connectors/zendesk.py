@@ -40,6 +40,7 @@ TICKET_LISTS = ("requested", "ccd", "assigned")
 def _chunks(ids: Sequence[int], size: int = BULK) -> Iterator[list[int]]:
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])
+ZENDESK_LIMITS = Limits(requests_per_minute=400)  # the plan's default; settings override it
 
 
 class ZendeskConnector:
@@ -54,7 +55,7 @@ class ZendeskConnector:
         *,
         email: str,
         token: str,
-        limits: Limits = Limits(requests_per_minute=400),
+        limits: Limits = ZENDESK_LIMITS,
         sleep: Callable[[float], None] = time.sleep,
         poll_seconds: float = 5.0,
         unclosed_recheck_seconds: float = 3600.0,

@@ -762,10 +762,8 @@ class ZendeskState:
 
     def _job_view(self, job: Job) -> Record:
         total = len(job.ids)
-        if job.status == "completed":
-            progress = total
-        else:
-            progress = total * job.reads // max(self.job_polls, 1)
+        done = job.status == "completed"
+        progress = total if done else total * job.reads // max(self.job_polls, 1)
         return {"id": job.id, "job_type": job.job_type, "status": job.status, "total": total,
                 "progress": progress, "message": job.message,
                 "results": copy.deepcopy(job.results)}

@@ -12,14 +12,25 @@ from sqlmodel import select
 
 from services import engine as eng
 from services.connectors.base import (
-    Continue, Done, Failed, PlannedStep, RetryLater, StepRun, Waiting,
+    Continue,
+    Done,
+    Failed,
+    PlannedStep,
+    RetryLater,
+    StepRun,
+    Waiting,
 )
 from services.connectors.http import VendorBusy
 from services.lifecycle import transition
 from services.notify import RecordingNotifier
 from storage.db import transaction
 from storage.models import (
-    AuditEvent, DsrRequest, ExecutionStep, RequestStatus, StepAttempt, StepStatus,
+    AuditEvent,
+    DsrRequest,
+    ExecutionStep,
+    RequestStatus,
+    StepAttempt,
+    StepStatus,
 )
 from tests.conftest import ManualClock
 from tests.factories import add_request

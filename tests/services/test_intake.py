@@ -39,7 +39,9 @@ def test_records_request_identifiers_systems_and_deadline(session_factory) -> No
             select(SubjectIdentifier).where(SubjectIdentifier.request_id == request_id)
             .order_by(SubjectIdentifier.id)
         ).all()
-        systems = session.exec(select(RequestSystem.system).where(RequestSystem.request_id == request_id)).all()
+        systems = session.exec(
+            select(RequestSystem.system).where(RequestSystem.request_id == request_id)
+        ).all()
         event = session.exec(select(AuditEvent).where(AuditEvent.request_id == request_id)).one()
 
     assert request.status == RequestStatus.RECEIVED

@@ -32,7 +32,7 @@ def test_table_is_the_promised_lifecycle() -> None:
     table = {(a, b) for a, targets in ALLOWED_TRANSITIONS.items() for b in targets}
     assert table == EXPECTED
     assert set(ALLOWED_TRANSITIONS) == set(RequestStatus)
-    assert TERMINAL == {S.COMPLETED, S.REJECTED, S.CANCELED}
+    assert {S.COMPLETED, S.REJECTED, S.CANCELED} == TERMINAL
 
 
 def _request_in(session_factory, status: RequestStatus) -> int:

@@ -13,7 +13,12 @@ from services.subjects import Identifier
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import (
-    DsrRequest, ExecutionStep, IdentifierKind, RequestStatus, RequestType, StepStatus,
+    DsrRequest,
+    ExecutionStep,
+    IdentifierKind,
+    RequestStatus,
+    RequestType,
+    StepStatus,
 )
 from tests.conftest import ManualClock
 from tests.workflow import file_request, registry, run_until_settled

@@ -22,7 +22,12 @@ from services.sandbox.zendesk import ZendeskSandbox
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import (
-    AuditEvent, DsrRequest, ExecutionStep, RequestStatus, RequestType, StepAttempt,
+    AuditEvent,
+    DsrRequest,
+    ExecutionStep,
+    RequestStatus,
+    RequestType,
+    StepAttempt,
 )
 from tests.conftest import ManualClock
 from tests.workflow import FAST, file_request, run_until_settled

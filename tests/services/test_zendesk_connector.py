@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from services.connectors.base import Continue, Done, RequestSpec, Waiting
+from services.connectors.base import Continue, RequestSpec, Waiting
 from services.connectors.http import Limits
 from services.connectors.zendesk import ZendeskConnector
 from services.sandbox.server import serve
@@ -110,7 +110,7 @@ def test_erasure_in_the_documented_order_with_bulk_batches(connector, sandbox) -
                                  status="open",
                                  comments=[f"Forwarding from {EMAIL}, she asked twice."])
     with_file = sandbox.add_ticket(other["id"], subject="Scan", description="x", status="open",
-                                   comments=[f"ID card of Ada Lovelace attached"], attachment=True)
+                                   comments=["ID card of Ada Lovelace attached"], attachment=True)
     trace = drive(connector, spec(connector, RequestType.ERASURE))
     done = summaries(trace)
     assert list(done) == ["find_tickets", "redact_tickets", "delete_tickets", "purge_tickets",

@@ -83,7 +83,7 @@ def upgrade() -> None:
         sa.Column("holiday_country", sa.String(8), nullable=True),
         sa.Column("holiday_subdivision", sa.String(8), nullable=True),
     )
-    op.bulk_insert(jurisdiction, [dict(zip(JURISDICTION_COLUMNS, row)) for row in JURISDICTIONS])
+    op.bulk_insert(jurisdiction, [dict(zip(JURISDICTION_COLUMNS, row, strict=True)) for row in JURISDICTIONS])
 
     op.create_table(
         "dsr_request",

@@ -1,0 +1,85 @@
+"""Benchmark: erase a Zendesk subject with 1, 100 and 1,000 tickets through the real engine.
+
+Prints the API calls made against the fewest the bulk endpoints allow, and the run time against
+the floor that the vendor's rate limit sets: the fewest calls at an even pace of the limit
+(Zendesk allows bursts within a minute, so a run inside one minute's budget can beat it).
+The stand-in enforces the same per-minute limit the connector keeps to. From the repository root:
+
+    python -m bench.zendesk_erasure [--tickets 1 100 1000] [--rpm 700]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.settings import Settings
+from bot.wiring import ConnectorRegistry
+from services.connectors.http import Limits
+from services.sandbox.server import serve
+from services.sandbox.zendesk import ZendeskSandbox
+from storage import migrate
+from storage.db import make_engine, make_session_factory
+from storage.models import RequestType
+from tests.conftest import ManualClock
+from tests.workflow import file_request, run_until_settled
+
+EMAIL = "bench.subject@example.org"
+
+
+def minimum_calls(tickets: int) -> int:
+    """List the subject's tickets, bulk-delete them, check each job once, purge them, check
+    each job once, then soft- and permanently delete the user: 5 calls per 100 tickets + 2."""
+    batches = max(1, math.ceil(tickets / 100))
+    return 5 * batches + 2
+
+
+def run(tickets: int, rpm: int, workdir: Path) -> dict[str, float]:
+    sandbox = ZendeskSandbox(seed=0, people=2, requests_per_minute=rpm, job_polls=1)
+    user = sandbox.add_user("Bench Subject", email=EMAIL, phone="+15550001234")
+    for n in range(tickets):
+        sandbox.add_ticket(user["id"], subject=f"Order {n}", description="Where is my order?",
+                           status="closed")
+    engine = make_engine(f"sqlite:///{workdir / f'bench-{tickets}.sqlite3'}")
+    migrate.upgrade(engine)
+    factory = make_session_factory(engine)
+    clock = ManualClock(datetime.now(UTC))
+    with serve(sandbox.wsgi) as server:
+        settings = Settings(DSR_DATA_DIR=str(workdir), DSR_SANDBOX_ZENDESK_URL=server.url)
+        registry = ConnectorRegistry(settings, poll_seconds=0,
+                                     limits=Limits(requests_per_minute=rpm))
+        request_id = file_request(factory, registry, clock, RequestType.ERASURE, EMAIL,
+                                  systems=("zendesk",))
+        before = sandbox.traffic.stats.total
+        started = time.perf_counter()
+        run_until_settled(factory, registry, clock, [request_id])
+        elapsed = time.perf_counter() - started
+        calls = sandbox.traffic.stats.total - before
+    engine.dispose()
+    fewest = minimum_calls(tickets)
+    return {"tickets": tickets, "calls": calls, "fewest": fewest, "seconds": elapsed,
+            "floor": fewest / (rpm / 60), "rate_limited": sandbox.traffic.stats.rate_limited}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--rpm", type=int, default=700, help="Zendesk plan limit (Enterprise 700)")
+    args = parser.parse_args()
+    print(f"Zendesk erasure, rate limit {args.rpm}/min (both ends)")
+    print(f"{'tickets':>8} {'calls':>6} {'fewest':>6} {'ratio':>6} {'seconds':>8} "
+          f"{'floor s':>8} {'429s':>5}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for tickets in args.tickets:
+            r = run(tickets, args.rpm, Path(workdir))
+            print(f"{r['tickets']:>8} {r['calls']:>6} {r['fewest']:>6} "
+                  f"{r['calls'] / r['fewest']:>6.2f} {r['seconds']:>8.2f} {r['floor']:>8.2f} "
+                  f"{r['rate_limited']:>5}")
+
+
+if __name__ == "__main__":
+    main()
