@@ -361,7 +361,8 @@ class Worker:
                 audit.record(session, action="step.done", actor=SYSTEM_ACTOR, at=now,
                              request_id=request.id,
                              details={"step": step.id, "system": step.system,
-                                      "action": step.action, "result": outcome.summary})
+                                      "action": step.action, "result": outcome.summary,
+                                      "simulation": request.simulation})
                 events.append(self._event("step.done", request, f"{label} done.", step.id))
             elif isinstance(outcome, Waiting):
                 kind, note = "waiting", outcome.note
@@ -382,7 +383,8 @@ class Worker:
                 audit.record(session, action="step.failed", actor=SYSTEM_ACTOR, at=now,
                              request_id=request.id,
                              details={"step": step.id, "system": step.system,
-                                      "action": step.action, "reason": outcome.reason})
+                                      "action": step.action, "reason": outcome.reason,
+                                      "simulation": request.simulation})
             session.add(step)
             if attempt is not None:
                 attempt.finished_at, attempt.outcome, attempt.note = now, kind, note

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from bot.cli import COMMANDS
@@ -75,3 +76,24 @@ def test_run_says_clearly_that_the_slack_app_is_not_built_yet(tmp_path) -> None:
     result = dsr_desk("run", cwd=tmp_path)
     assert result.returncode == 2
     assert "Slack app is not part of this build yet" in result.stderr
+
+
+def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_"))}
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "sandbox", "serve", "zendesk", "--seed", "2"],
+        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = server.stdout.readline()
+        url = banner.split(" at ")[1].strip()
+        assert "credentials: email=agent@example.com, token=sandbox-token" in server.stdout.readline()
+        response = httpx.get(f"{url}/api/v2/users/search.json", params={"query": "example.org"},
+                             auth=("agent@example.com/token", "sandbox-token"))
+        assert response.status_code == 200
+        assert all(u["email"].endswith(("example.org", "example.com", "example.net"))
+                   for u in response.json()["users"])
+        assert httpx.get(f"{url}/api/v2/users/search.json").status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -13,6 +13,7 @@ from services.subjects import Identifier
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import (
+    AuditEvent,
     DsrRequest,
     ExecutionStep,
     IdentifierKind,
@@ -78,6 +79,9 @@ def test_requests_complete_with_faults_exactly_as_without(session_factory, tmp_p
         steps = session.exec(select(ExecutionStep)).all()
         assert {s.status for s in steps} == {StepStatus.DONE}
         assert audit.verify(session).ok
+        step_events = session.exec(select(AuditEvent).where(AuditEvent.action == "step.done")).all()
+        assert len(step_events) == len(steps)
+        assert all(e.details["simulation"] is True for e in step_events)  # marked as simulated
     for system in ("zendesk", "genesys"):
         assert (faulty.sandboxes.instances[system].snapshot()
                 == clean.sandboxes.instances[system].snapshot()), system
