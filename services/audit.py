@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -23,25 +23,17 @@ from storage.models import AuditChainHead, AuditEvent
 GENESIS_HASH = "0" * 64
 
 
-def event_hash(
-    *,
-    seq: int,
-    occurred_at: datetime,
-    actor: str,
-    action: str,
-    request_id: int | None,
-    details: dict[str, Any],
-    prev_hash: str,
-) -> str:
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 of the event's content and the previous event's hash, canonically serialised."""
     canonical = json.dumps(
         {
-            "seq": seq,
-            "occurred_at": occurred_at.isoformat(),
-            "actor": actor,
-            "action": action,
-            "request_id": request_id,
-            "details": details,
-            "prev_hash": prev_hash,
+            "seq": event.seq,
+            "occurred_at": event.occurred_at.isoformat(),
+            "actor": event.actor,
+            "action": event.action,
+            "request_id": event.request_id,
+            "details": event.details,
+            "prev_hash": event.prev_hash,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -60,6 +52,9 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction (it commits or rolls back with the change)."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: audit times must be timezone-aware")
+    at = at.astimezone(UTC)  # hashed as stored: in UTC
     # Round-trip through JSON so that what we hash is exactly what the database gives back.
     clean_details = json.loads(json.dumps(details or {}, default=str))
     head = session.exec(
@@ -78,15 +73,7 @@ def record(
         prev_hash=head.last_hash,
         hash="",
     )
-    event.hash = event_hash(
-        seq=event.seq,
-        occurred_at=at,
-        actor=actor,
-        action=action,
-        request_id=request_id,
-        details=clean_details,
-        prev_hash=head.last_hash,
-    )
+    event.hash = event_hash(event)
     head.last_seq, head.last_hash, head.updated_at = event.seq, event.hash, at
     session.add(event)
     session.add(head)
@@ -121,16 +108,7 @@ def verify_events(events: Iterable[AuditEvent], head: AuditChainHead | None) -> 
                 f"{_describe(event)}: does not follow event #{event.seq - 1} "
                 "(events were reordered, deleted or inserted)",
             )
-        recomputed = event_hash(
-            seq=event.seq,
-            occurred_at=event.occurred_at,
-            actor=event.actor,
-            action=event.action,
-            request_id=event.request_id,
-            details=event.details,
-            prev_hash=event.prev_hash,
-        )
-        if recomputed != event.hash:
+        if event_hash(event) != event.hash:
             return Verification(checked, prev_hash, f"{_describe(event)}: content was altered")
         prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     if head is None:

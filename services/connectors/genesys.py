@@ -115,18 +115,10 @@ class GenesysConnector:
         sleep: Callable[[float], None] = time.sleep,
         poll_seconds: float = 10.0,
     ) -> None:
-        self.api = base_url.rstrip("/") + "/api/v2"
-        self.http = VendorHTTP(client, vendor=self.label, limits=limits, sleep=sleep)
-        self.auth = GenesysAuth(login_url, client_id, client_secret)
+        self.http = VendorHTTP(client, vendor=self.label, base_url=base_url.rstrip("/") + "/api/v2",
+                               auth=GenesysAuth(login_url, client_id, client_secret),
+                               limits=limits, sleep=sleep)
         self.poll_seconds = poll_seconds
-
-    def _call(self, method: str, url: str, *, ok: Sequence[int] = (200, 201, 202),
-              **kwargs: Any) -> httpx.Response:
-        url = url if url.startswith("http") else f"{self.api}{url}"
-        response = self.http.request(method, url, auth=self.auth, **kwargs)
-        if response.status_code not in ok:
-            raise error_from(response, f"{self.label} refused {method}")
-        return response
 
     # Search
 
@@ -136,7 +128,7 @@ class GenesysConnector:
             search_type = SEARCH_TYPES.get(identifier.kind)
             if search_type is None:
                 continue
-            body = self._call("GET", "/gdpr/subjects", params={
+            body = self.http.call("GET", "/gdpr/subjects", params={
                 "searchType": search_type, "searchValue": identifier.value}).json()
             for subject in body.get("entities") or []:
                 found[_subject_key(subject)] = subject
@@ -177,7 +169,7 @@ class GenesysConnector:
             request_id = self._post(run, name)
             return Waiting({"request_id": request_id}, self.poll_seconds,
                            f"{self.label} GDPR request {request_id} submitted")
-        gdpr = self._call("GET", f"/gdpr/requests/{request_id}").json()
+        gdpr = self.http.call("GET", f"/gdpr/requests/{request_id}").json()
         status = gdpr.get("status")
         if status == "ERROR":
             return Failed(f"{self.label} reported ERROR for GDPR request {request_id}; "
@@ -189,7 +181,7 @@ class GenesysConnector:
         urls = gdpr.get("resultsUrls") or ([gdpr["resultsUrl"]] if gdpr.get("resultsUrl") else [])
         for n, url in enumerate(urls):
             run.sink.write(f"genesys/{run.params.get('index', 0)}/result_{n + 1}.json",
-                           self._call("GET", url).json())
+                           self.http.call("GET", url).json())
             documents += 1
         return Done({"genesys_request": request_id, "request_type": gdpr.get("requestType"),
                      "status": status, "documents": documents})
@@ -203,12 +195,12 @@ class GenesysConnector:
             params["deleteConfirmed"] = "true"
         if request_type == "GDPR_UPDATE":
             body["replacementTerms"] = _replacement_terms(run.spec)
-        return self._call("POST", "/gdpr/requests", params=params, json=body).json()["id"]
+        return self.http.call("POST", "/gdpr/requests", params=params, json=body).json()["id"]
 
     def _find_posted(self, name: str) -> str | None:
         page = 1
         while True:
-            body = self._call("GET", "/gdpr/requests",
+            body = self.http.call("GET", "/gdpr/requests",
                               params={"pageSize": 100, "pageNumber": page}).json()
             for entity in body.get("entities") or []:
                 if entity.get("name") == name:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -92,11 +92,15 @@ class VendorHTTP:
         client: httpx.Client,
         *,
         vendor: str,
+        base_url: str = "",
+        auth: httpx.Auth | None = None,
         limits: Limits = DEFAULT_LIMITS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.vendor = vendor
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
         self.limits = limits
         self.sleep = sleep
         self._slots = threading.BoundedSemaphore(limits.concurrency)
@@ -105,6 +109,15 @@ class VendorHTTP:
             RateLimitItemPerMinute(limits.requests_per_minute) if limits.requests_per_minute else None
         )
         self.calls = 0  # HTTP requests actually sent (benchmarks count them)
+
+    def call(self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 202, 204),
+             **kwargs: Any) -> httpx.Response:
+        """A call to `path` (under base_url, or an absolute URL) that must answer one of `ok`."""
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        response = self.request(method, url, auth=self.auth, **kwargs)
+        if response.status_code not in ok:
+            raise error_from(response, f"{self.vendor} refused {method}")
+        return response
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send, retrying transient faults; returns any non-transient response (2xx/3xx/4xx)."""

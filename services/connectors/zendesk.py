@@ -29,7 +29,7 @@ from services.connectors.base import (
     SubjectMatch,
     Waiting,
 )
-from services.connectors.http import Limits, VendorHTTP, error_from
+from services.connectors.http import Limits, VendorHTTP
 from services.subjects import Identifier
 from storage.models import IdentifierKind, RequestType
 
@@ -37,9 +37,6 @@ BULK = 100  # ids per bulk call, Zendesk's limit
 TICKET_LISTS = ("requested", "ccd", "assigned")
 
 
-def _chunks(ids: Sequence[int], size: int = BULK) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
 ZENDESK_LIMITS = Limits(requests_per_minute=400)  # the plan's default; settings override it
 
 
@@ -60,24 +57,16 @@ class ZendeskConnector:
         poll_seconds: float = 5.0,
         unclosed_recheck_seconds: float = 3600.0,
     ) -> None:
-        self.api = base_url.rstrip("/") + "/api/v2"
-        self.http = VendorHTTP(client, vendor=self.label, limits=limits, sleep=sleep)
-        self.auth = httpx.BasicAuth(f"{email}/token", token)
+        self.http = VendorHTTP(client, vendor=self.label, base_url=base_url.rstrip("/") + "/api/v2",
+                               auth=httpx.BasicAuth(f"{email}/token", token), limits=limits,
+                               sleep=sleep)
         self.poll_seconds = poll_seconds
         self.unclosed_recheck_seconds = unclosed_recheck_seconds
 
     # HTTP
 
-    def _call(self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 204),
-              **kwargs: Any) -> httpx.Response:
-        url = path if path.startswith("http") else f"{self.api}{path}"
-        response = self.http.request(method, url, auth=self.auth, **kwargs)
-        if response.status_code not in ok:
-            raise error_from(response, f"{self.label} refused {method}")
-        return response
-
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self._call(method, path, **kwargs).json()
+        return self.http.call(method, path, **kwargs).json()
 
     def _pages(self, path: str, key: str, params: dict[str, Any] | None = None,
                after: str | None = None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
@@ -104,7 +93,7 @@ class ZendeskConnector:
         for identifier in identifiers:
             if identifier.kind is IdentifierKind.VENDOR_USER_ID:
                 if identifier.system in (None, self.name) and identifier.value.isdigit():
-                    response = self._call("GET", f"/users/{identifier.value}", ok=(200, 404))
+                    response = self.http.call("GET", f"/users/{identifier.value}", ok=(200, 404))
                     if response.status_code == 200:
                         user = response.json()["user"]
                         found[user["id"]] = user
@@ -201,7 +190,7 @@ class ZendeskConnector:
                     return Failed(f"{self.label} has no field for {new.kind.value}; "
                                   "correct it by hand and remove it from the request")
             if profile:
-                self._call("PUT", f"/users/{user_id}", json={"user": profile})
+                self.http.call("PUT", f"/users/{user_id}", json={"user": profile})
                 changed.extend(profile)
         return Done({"users": len(users), "fields": sorted(set(changed))})
 
@@ -213,14 +202,14 @@ class ZendeskConnector:
         target = next((i for i in emails if i["value"].lower() in old_emails), None)
         target = target or next((i for i in emails if i.get("primary")), None)
         if target is None:
-            self._call("PUT", f"/users/{user_id}", json={"user": {"email": new_email}})
+            self.http.call("PUT", f"/users/{user_id}", json={"user": {"email": new_email}})
             return
-        self._call("PUT", f"/users/{user_id}/identities/{target['id']}",
+        self.http.call("PUT", f"/users/{user_id}/identities/{target['id']}",
                    json={"identity": {"value": new_email}})
 
     def _step_suspend_users(self, run: StepRun, users: list[int], _: dict) -> Outcome:
         for user_id in users:
-            self._call("PUT", f"/users/{user_id}", json={"user": {"suspended": True}})
+            self.http.call("PUT", f"/users/{user_id}", json={"user": {"suspended": True}})
         return Done({"suspended_users": len(users)})
 
     # Erasure
@@ -281,7 +270,7 @@ class ZendeskConnector:
         count = 0
         for comment, found in mentions:
             for text in found:
-                response = self._call("PUT", f"/tickets/{ticket_id}/comments/{comment['id']}/redact",
+                response = self.http.call("PUT", f"/tickets/{ticket_id}/comments/{comment['id']}/redact",
                                       json={"text": text}, ok=(200, 404, 422))
                 if response.status_code == 422:
                     return "delete"  # closed meanwhile: closed tickets cannot be redacted
@@ -330,7 +319,7 @@ class ZendeskConnector:
             batch = [i for i in batch if i in still_there]
             if not batch:
                 return Continue({"pending": rest, "deleted": deleted})
-        response = self._call("DELETE", path, params={"ids": ",".join(map(str, batch))},
+        response = self.http.call("DELETE", path, params={"ids": ",".join(map(str, batch))},
                               ok=(200, 404))
         if response.status_code == 404:  # none of them exists any more
             return Continue({"pending": rest, "deleted": deleted + batch})
@@ -349,7 +338,7 @@ class ZendeskConnector:
                                f"{self.label} user {user_id} still requests {len(unclosed)} "
                                f"unclosed ticket(s) ({shown}); Zendesk does not delete a "
                                "requester of unclosed tickets. Close them; this step checks again.")
-            response = self._call("DELETE", f"/users/{user_id}", ok=(200, 404, 422))
+            response = self.http.call("DELETE", f"/users/{user_id}", ok=(200, 404, 422))
             if response.status_code == 404 and not self._exists(f"/deleted_users/{user_id}"):
                 return Failed(f"{self.label} user {user_id} no longer exists, active or deleted")
             if response.status_code == 422:
@@ -360,11 +349,11 @@ class ZendeskConnector:
 
     def _step_purge_users(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
         for user_id in users:
-            response = self._call("DELETE", f"/deleted_users/{user_id}", ok=(200, 204, 404))
+            response = self.http.call("DELETE", f"/deleted_users/{user_id}", ok=(200, 204, 404))
             if response.status_code == 404 and self._exists(f"/users/{user_id}"):
                 return Failed(f"{self.label} user {user_id} is not soft-deleted; run delete first")
         return Done({"purged_users": users})
 
     def _exists(self, path: str) -> bool:
-        return self._call("GET", path, ok=(200, 404)).status_code == 200
+        return self.http.call("GET", path, ok=(200, 404)).status_code == 200
 
