@@ -46,6 +46,23 @@ class Settings(BaseSettings):
         default=None, validation_alias="SLACK_SIGNING_SECRET"
     )
 
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", validation_alias="SLACK_API_URL",
+        description="Slack Web API base URL (a local stand-in for the offline demo and tests).",
+    )
+    requesters: str = Field(
+        default="", validation_alias="DSR_REQUESTERS",
+        description="Slack user ids (U...) and user-group ids (S...) who may file requests.",
+    )
+    approvers: str = Field(default="", validation_alias="DSR_APPROVERS")
+    managers: str = Field(default="", validation_alias="DSR_MANAGERS")
+    approvals_channel: str = Field(default="", validation_alias="DSR_APPROVALS_CHANNEL")
+    digest_channel: str = Field(default="", validation_alias="DSR_DIGEST_CHANNEL")
+    erasure_approvals: int = Field(
+        default=2, ge=1, le=5, validation_alias="DSR_ERASURE_APPROVALS",
+        description="Distinct approvers an erasure needs (irreversible); other types need one.",
+    )
+
     genesys_region: str = Field(
         default="mypurecloud.com",
         validation_alias="GENESYS_REGION",
@@ -92,6 +109,21 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql+psycopg://")
         return value
 
+    @field_validator("requesters", "approvers", "managers")
+    @classmethod
+    def _slack_ids(cls, value: str) -> str:
+        bad = [part for part in _split(value) if part[:1] not in ("U", "W", "S")]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not a Slack user (U..., W...) or user-group (S...) id")
+        return value
+
+    @field_validator("approvals_channel", "digest_channel")
+    @classmethod
+    def _channel_id(cls, value: str) -> str:
+        if value and value[:1] not in ("C", "G"):
+            raise ValueError("must be a channel id (C... or G...), not a name")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -118,6 +150,9 @@ class Settings(BaseSettings):
             raise ValueError("is still the placeholder from the example; set the real value")
         return value
 
+    def role_ids(self, role: str) -> frozenset[str]:
+        return frozenset(_split(getattr(self, role)))
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -137,6 +172,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'dsr-desk.sqlite3'}"
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in value.replace(",", " ").split() if part]
 
 
 def load_settings(**overrides: object) -> Settings:

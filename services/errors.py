@@ -4,6 +4,8 @@ DsrError
  ├── ConfigurationError        a setting is missing or invalid
  ├── InvalidRequest            the intake is incomplete or inconsistent
  ├── NotFound                  no request (or other record) by that reference
+ ├── PermissionDenied          the user's role does not allow it (or four-eyes forbids it)
+ ├── AlreadyDecided            the approval decision was taken already
  ├── TransitionNotAllowed      the lifecycle forbids this status change
  ├── ConcurrentUpdate          someone else changed the request first
  ├── ExtensionNotAllowed       the deadline cannot be extended (again, late, no reason, law)
@@ -27,6 +29,14 @@ class InvalidRequest(DsrError):
 
 
 class NotFound(DsrError):
+    pass
+
+
+class PermissionDenied(DsrError):
+    pass
+
+
+class AlreadyDecided(DsrError):
     pass
 
 

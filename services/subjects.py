@@ -12,3 +12,43 @@ class Identifier:
     kind: IdentifierKind
     value: str
     system: str | None = None  # for vendor user ids: which vendor
+
+
+def _stars(text: str, keep: int = 1) -> str:
+    return text[:keep] + "*" * max(len(text) - keep, 3 if len(text) <= keep else 0)
+
+
+def mask_email(value: str) -> str:
+    """`jane.doe@example.com` -> `j***@e******.com`."""
+    local, _, domain = value.partition("@")
+    if not domain:
+        return _stars(value)
+    label, dot, tld = domain.rpartition(".")
+    masked_domain = f"{_stars(label)}{dot}{tld}" if dot else _stars(domain)
+    return f"{local[:1]}***@{masked_domain}"
+
+
+def mask_phone(value: str) -> str:
+    """`+4670123456` -> `+46******56`: country code and last two digits."""
+    digits = value.strip()
+    if len(digits) <= 5:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
+
+
+def mask_name(value: str) -> str:
+    """`Jane Doe` -> `J*** D**`."""
+    return " ".join(_stars(part) for part in value.split())
+
+
+def mask(identifier: Identifier) -> str:
+    """How an identifier may appear in a channel or a log line: never in clear text."""
+    if identifier.kind is IdentifierKind.EMAIL:
+        return mask_email(identifier.value)
+    if identifier.kind is IdentifierKind.PHONE:
+        return mask_phone(identifier.value)
+    if identifier.kind is IdentifierKind.NAME:
+        return mask_name(identifier.value)
+    if identifier.kind in (IdentifierKind.EXTERNAL_ID, IdentifierKind.VENDOR_USER_ID):
+        return "*" * max(len(identifier.value) - 3, 3) + identifier.value[-3:]
+    return "*****"  # addresses and free search terms: nothing of them

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -15,9 +15,7 @@ from services.connectors.base import (
     Continue,
     Done,
     Failed,
-    PlannedStep,
     RetryLater,
-    StepRun,
     Waiting,
 )
 from services.connectors.http import VendorBusy
@@ -34,36 +32,9 @@ from storage.models import (
 )
 from tests.conftest import ManualClock
 from tests.factories import add_request
+from tests.fakes import ScriptedConnector
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-class ScriptedConnector:
-    """Plans `actions`; each run pops the next scripted outcome for that action (default Done)."""
-
-    label = "Scripted"
-
-    def __init__(self, name: str, actions: list[str]) -> None:
-        self.name = name
-        self.actions = actions
-        self.script: dict[str, list] = defaultdict(list)
-        self.runs: list[tuple[str, str, dict | None]] = []
-        self.lock = threading.Lock()
-
-    def search_subjects(self, identifiers):
-        return []
-
-    def plan(self, spec):
-        return [PlannedStep(a, {"n": i}) for i, a in enumerate(self.actions)]
-
-    def run_step(self, run: StepRun):
-        with self.lock:
-            self.runs.append((run.spec.reference, run.action, run.checkpoint))
-            script = self.script[run.action]
-            outcome = script.pop(0) if script else Done({"action": run.action})
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
 
 
 @pytest.fixture

@@ -1,0 +1,294 @@
+"""RequestService: the one entry point the Slack handlers call for a request's life.
+
+Each method is one transaction, checks the policy, and raises a DsrError with a message the
+user can act on. Slow work (vendor searches) is a separate method that handlers run after
+they have acknowledged Slack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from services import audit, deadlines, engine
+from services.clock import Clock
+from services.connectors.base import SubjectMatch
+from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied
+from services.intake import NewRequest, confirm_records, create_request
+from services.lifecycle import TERMINAL, transition
+from services.policy import Policy
+from services.subjects import Identifier
+from storage.db import SessionFactory, transaction
+from storage.models import (
+    Approval,
+    ApprovalDecision,
+    DsrRequest,
+    ExecutionStep,
+    IdentifierPurpose,
+    RequestStatus,
+    RequestSystem,
+    RequestType,
+    SubjectIdentifier,
+)
+from storage.queries import get_jurisdiction, get_request
+
+
+@dataclass(frozen=True)
+class Decision:
+    request: DsrRequest
+    decided: bool  # True when this click settled the request (approved or rejected)
+    approvals: int  # approvals so far
+    required: int
+
+
+@dataclass(frozen=True)
+class RequestDetail:
+    request: DsrRequest
+    identifiers: list[SubjectIdentifier]
+    systems: list[RequestSystem]
+    approvals: list[Approval]
+    steps: list[ExecutionStep]
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    statuses: Sequence[RequestStatus] = ()
+    types: Sequence[RequestType] = ()
+    received_from: date | None = None
+    received_to: date | None = None
+    requester: str | None = None
+    limit: int = 20
+
+
+class RequestService:
+    def __init__(self, sessions: SessionFactory, connectors: engine.ConnectorProvider,
+                 policy: Policy, clock: Clock, zone: ZoneInfo) -> None:
+        self.sessions = sessions
+        self.connectors = connectors
+        self.policy = policy
+        self.clock = clock
+        self.zone = zone
+
+    # Intake and matching
+
+    def create(self, new: NewRequest) -> DsrRequest:
+        self.policy.require(self.policy.is_requester(new.requester), "file data subject requests")
+        for system in new.systems:
+            supported = getattr(self.connectors(system, new.simulation), "supported_types", None)
+            if supported is not None and new.type not in supported:
+                raise InvalidRequest(f"{system} cannot carry out {new.type.value} requests.")
+        with transaction(self.sessions) as session:
+            return create_request(session, new, at=self.clock.now(), zone=self.zone)
+
+    def search(self, ref: str | int) -> dict[str, list[SubjectMatch]]:
+        """Search every system of the request for its subject (slow: call after the ack)."""
+        with self.sessions() as session:
+            request = self._get(session, ref)
+            identifiers = [Identifier(i.kind, i.value, i.system) for i in self._identifiers(
+                session, request) if i.purpose == IdentifierPurpose.IDENTIFIES]
+            systems = [s.system for s in self._systems(session, request)]
+        return {system: self.connectors(system, request.simulation).search_subjects(identifiers)
+                for system in systems}
+
+    def confirm(self, ref: str | int, confirmed: Mapping[str, Sequence[SubjectMatch]], *,
+                actor: str) -> DsrRequest:
+        """The requester confirms which records are the subject's; the request goes to approval."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            if actor != request.requester_slack_id:
+                raise PermissionDenied("Only the person who filed the request confirms its records.")
+            if request.status != RequestStatus.RECEIVED:
+                raise AlreadyDecided(f"{request.reference} is already {request.status}.")
+            if not any(confirmed.values()):
+                raise InvalidRequest("Confirm at least one record, or cancel the request.")
+            for system, matches in confirmed.items():
+                confirm_records(session, request, system, matches, actor=actor, at=now)
+            for system in confirmed:  # refuse now what the vendor could not carry out later
+                self.connectors(system, request.simulation).plan(
+                    engine.request_spec(session, request, system))
+            transition(session, request, RequestStatus.PENDING_APPROVAL, actor=actor, at=now)
+            session.refresh(request)
+            return request
+
+    # Approval
+
+    def decide(self, ref: str | int, *, approver: str, approve: bool,
+               reason: str | None = None) -> Decision:
+        """Record one approver's decision. Safe under racing clicks: the request row is locked,
+        an approver is counted once, and the request is approved or rejected exactly once."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            required = self.policy.required_approvals(RequestType(request.type))
+            approvals = self._approvals(session, request)
+            if request.status != RequestStatus.PENDING_APPROVAL:
+                last = approvals[-1] if approvals else None
+                who = f" by <@{last.approver_slack_id}> at {last.decided_at:%Y-%m-%d %H:%M} UTC" if last else ""
+                raise AlreadyDecided(f"{request.reference} was already {request.status}{who}.")
+            self.policy.require(self.policy.is_approver(approver), "approve or reject requests")
+            if approver == request.requester_slack_id:
+                raise PermissionDenied("You filed this request: someone else must decide it.")
+            if any(a.approver_slack_id == approver for a in approvals):
+                raise AlreadyDecided(f"You already approved {request.reference}; it needs "
+                                     f"{required - len(approvals)} more approver(s).")
+            if not approve and not (reason or "").strip():
+                raise InvalidRequest("A rejection needs a reason.")
+            decision = ApprovalDecision.APPROVE if approve else ApprovalDecision.REJECT
+            session.add(Approval(request_id=request.id, approver_slack_id=approver,
+                                 decision=decision, reason=(reason or "").strip() or None,
+                                 decided_at=now))
+            audit.record(session, action=f"request.{decision.value}d", actor=approver, at=now,
+                         request_id=request.id, details={"reason": reason})
+            count = len(approvals) + approve
+            decided = False
+            if not approve:
+                transition(session, request, RequestStatus.REJECTED, actor=approver, at=now,
+                           reason=reason)
+                decided = True
+            elif count >= required:
+                transition(session, request, RequestStatus.APPROVED, actor=approver, at=now)
+                engine.schedule(session, request, self.connectors, at=now)
+                decided = True
+            session.flush()
+            session.refresh(request)
+            return Decision(request, decided, count, required)
+
+    # Other actions
+
+    def cancel(self, ref: str | int, *, actor: str, reason: str) -> DsrRequest:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            allowed = actor == request.requester_slack_id or self.policy.is_manager(actor) \
+                or self.policy.is_approver(actor)
+            self.policy.require(allowed, f"cancel {request.reference}")
+            transition(session, request, RequestStatus.CANCELED, actor=actor, at=now,
+                       reason=reason or None)
+            session.refresh(request)
+            return request
+
+    def extend(self, ref: str | int, *, actor: str, reason: str) -> date:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            self.policy.require(self.policy.is_approver(actor) or self.policy.is_manager(actor),
+                                "extend deadlines")
+            jurisdiction = get_jurisdiction(session=session, code=request.jurisdiction_code)
+            return deadlines.extend(session, request, jurisdiction, reason=reason, actor=actor,
+                                    at=self.clock.now(), zone=self.zone)
+
+    def retry(self, ref: str | int, *, actor: str) -> int:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            allowed = actor == request.requester_slack_id or self.policy.is_approver(actor) \
+                or self.policy.is_manager(actor)
+            self.policy.require(allowed, f"retry {request.reference}")
+            return engine.retry(session, request, actor=actor, at=self.clock.now())
+
+    def set_thread(self, ref: str | int, *, channel: str, ts: str) -> None:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref)
+            request.channel_id, request.thread_ts = channel, ts
+            session.add(request)
+
+    # Reading
+
+    def detail(self, ref: str | int, *, viewer: str) -> RequestDetail:
+        self.policy.require(self.policy.is_requester(viewer), "see requests")
+        with self.sessions() as session:
+            request = self._get(session, ref)
+            return RequestDetail(
+                request,
+                self._identifiers(session, request),
+                self._systems(session, request),
+                self._approvals(session, request),
+                list(session.exec(select(ExecutionStep).where(
+                    ExecutionStep.request_id == request.id).order_by(ExecutionStep.position))),
+            )
+
+    def list(self, filters: RequestFilter, *, viewer: str) -> list[DsrRequest]:
+        self.policy.require(self.policy.is_requester(viewer), "see requests")
+        query = select(DsrRequest)
+        if filters.statuses:
+            query = query.where(DsrRequest.status.in_(filters.statuses))
+        if filters.types:
+            query = query.where(DsrRequest.type.in_(filters.types))
+        if filters.requester:
+            query = query.where(DsrRequest.requester_slack_id == filters.requester)
+        if filters.received_from:
+            query = query.where(DsrRequest.received_at >= _start_of(filters.received_from, self.zone))
+        if filters.received_to:
+            query = query.where(DsrRequest.received_at < _start_of(
+                date.fromordinal(filters.received_to.toordinal() + 1), self.zone))
+        query = query.order_by(DsrRequest.id.desc()).limit(filters.limit)
+        with self.sessions() as session:
+            return list(session.exec(query))
+
+    def awaiting(self, approver: str) -> list[DsrRequest]:
+        """Requests the approver may still decide."""
+        if not self.policy.is_approver(approver):
+            return []
+        decided = select(Approval.request_id).where(Approval.approver_slack_id == approver)
+        with self.sessions() as session:
+            return list(session.exec(
+                select(DsrRequest).where(
+                    DsrRequest.status == RequestStatus.PENDING_APPROVAL,
+                    DsrRequest.requester_slack_id != approver,
+                    DsrRequest.id.not_in(decided),
+                ).order_by(DsrRequest.due_on).limit(20)))
+
+    def open_requests(self, *, requester: str | None = None, due_before: date | None = None,
+                      limit: int = 20) -> list[DsrRequest]:
+        query = select(DsrRequest).where(DsrRequest.status.not_in(TERMINAL))
+        if requester:
+            query = query.where(DsrRequest.requester_slack_id == requester)
+        if due_before:
+            query = query.where(sa.func.coalesce(DsrRequest.extended_due_on, DsrRequest.due_on)
+                                < due_before)
+        with self.sessions() as session:
+            return list(session.exec(query.order_by(DsrRequest.due_on).limit(limit)))
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(self.zone).date()
+
+    # Helpers
+
+    def _get(self, session: Session, ref: str | int, *, lock: bool = False) -> DsrRequest:
+        request = get_request(session=session, ref=ref)
+        if request is None:
+            raise NotFound(f"No request {ref}. References look like DSR-000042.")
+        if lock:
+            request = session.exec(select(DsrRequest).where(DsrRequest.id == request.id)
+                                   .with_for_update()
+                                   .execution_options(populate_existing=True)).one()
+        return request
+
+    @staticmethod
+    def _identifiers(session: Session, request: DsrRequest) -> list[SubjectIdentifier]:
+        return list(session.exec(select(SubjectIdentifier).where(
+            SubjectIdentifier.request_id == request.id).order_by(SubjectIdentifier.id)))
+
+    @staticmethod
+    def _systems(session: Session, request: DsrRequest) -> list[RequestSystem]:
+        return list(session.exec(select(RequestSystem).where(
+            RequestSystem.request_id == request.id).order_by(RequestSystem.id)))
+
+    @staticmethod
+    def _approvals(session: Session, request: DsrRequest) -> list[Approval]:
+        return list(session.exec(select(Approval).where(
+            Approval.request_id == request.id).order_by(Approval.id)))
+
+
+def _start_of(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=zone)
+
+
+def matches_from(records: Sequence[Mapping[str, Any]], system: str) -> list[SubjectMatch]:
+    return [SubjectMatch(system, r["record_id"], r.get("label", ""), r.get("details") or {})
+            for r in records]

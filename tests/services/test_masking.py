@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.subjects import Identifier, mask, mask_email, mask_name, mask_phone
+from storage.models import IdentifierKind as K
+
+
+def test_examples() -> None:
+    assert mask_email("jane.doe@example.com") == "j***@e******.com"
+    assert mask_email("a@b.co") == "a***@b***.co"
+    assert mask_phone("+4670123456") == "+46******56"
+    assert mask_name("Jane Doe") == "J*** D**"
+    assert mask(Identifier(K.VENDOR_USER_ID, "1000032", "zendesk")) == "****032"
+    assert mask(Identifier(K.ADDRESS, "1 Main St")) == "*****"
+    assert mask(Identifier(K.TEXT, "order 4711")) == "*****"
+
+
+@given(st.emails())
+def test_an_email_never_survives_masking(email: str) -> None:
+    local, _, domain = email.partition("@")
+    masked = mask_email(email)
+    assert masked != email
+    if len(local) > 1:
+        assert local not in masked
+    label = domain.rpartition(".")[0]
+    if len(label) > 1:
+        assert label not in masked
+
+
+@given(st.text(alphabet="0123456789", min_size=6, max_size=15))
+def test_a_phone_shows_at_most_five_digits(number: str) -> None:
+    masked = mask_phone("+" + number)
+    assert sum(c.isdigit() for c in masked) <= 4
+    assert len(masked) == len(number) + 1

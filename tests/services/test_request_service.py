@@ -1,0 +1,154 @@
+"""RequestService: policy (roles, four-eyes, erasure approvals) and racing decisions."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import select
+
+from services.connectors.base import SubjectMatch
+from services.errors import AlreadyDecided, InvalidRequest, PermissionDenied, TransitionNotAllowed
+from services.policy import Policy
+from services.requests import RequestFilter, RequestService
+from storage.models import AuditEvent, ExecutionStep, RequestStatus, RequestType
+from tests.conftest import ManualClock
+from tests.factories import new_request
+from tests.fakes import ScriptedConnector
+
+APPROVERS = frozenset({f"U_APPROVER{n}" for n in range(20)} | {"S_LEADS"})
+
+
+class Groups:
+    def groups_of(self, user_id):
+        return ["S_LEADS"] if user_id == "U_GROUPIE" else []
+
+
+@pytest.fixture
+def service(session_factory):
+    connector = ScriptedConnector("zendesk", ["export"])
+    connector.supported_types = frozenset({RequestType.ACCESS, RequestType.ERASURE})
+    policy = Policy(requesters=frozenset({"U_REQUESTER"}), approvers=APPROVERS,
+                    managers=frozenset({"U_MANAGER"}), erasure_approvals=2, directory=Groups())
+    return RequestService(session_factory, lambda system, sim: connector, policy,
+                          ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC)), ZoneInfo("UTC"))
+
+
+MATCH = SubjectMatch("zendesk", "1001", "Jane Doe", {"id": 1001})
+
+
+def pending(service, **overrides) -> str:
+    request = service.create(new_request(**overrides))
+    service.confirm(request.reference, {"zendesk": [MATCH]}, actor=request.requester_slack_id)
+    return request.reference
+
+
+def test_only_requesters_file_and_only_supported_types(service) -> None:
+    with pytest.raises(PermissionDenied, match="not allowed to file"):
+        service.create(new_request(requester="U_STRANGER"))
+    with pytest.raises(InvalidRequest, match="cannot carry out objection"):
+        service.create(new_request(type=RequestType.OBJECTION))
+
+
+def test_confirmation_sends_to_approval(service) -> None:
+    request = service.create(new_request())
+    with pytest.raises(PermissionDenied, match="Only the person who filed"):
+        service.confirm(request.reference, {"zendesk": [MATCH]}, actor="U_APPROVER1")
+    with pytest.raises(InvalidRequest, match="at least one record"):
+        service.confirm(request.reference, {"zendesk": []}, actor="U_REQUESTER")
+    confirmed = service.confirm(request.reference, {"zendesk": [MATCH]}, actor="U_REQUESTER")
+    assert confirmed.status == RequestStatus.PENDING_APPROVAL
+    detail = service.detail(request.reference, viewer="U_REQUESTER")
+    assert detail.systems[0].confirmed_records == [
+        {"record_id": "1001", "label": "Jane Doe", "details": {"id": 1001}}]
+
+
+def test_four_eyes_and_roles(service) -> None:
+    ref = pending(service, requester="U_APPROVER1")
+    with pytest.raises(PermissionDenied, match="someone else must decide"):
+        service.decide(ref, approver="U_APPROVER1", approve=True)
+    with pytest.raises(PermissionDenied, match="not allowed to approve"):
+        service.decide(ref, approver="U_REQUESTER", approve=True)
+    with pytest.raises(InvalidRequest, match="needs a reason"):
+        service.decide(ref, approver="U_APPROVER2", approve=False, reason=" ")
+    decision = service.decide(ref, approver="U_GROUPIE", approve=True)  # approver by user group
+    assert decision.decided and decision.request.status == RequestStatus.APPROVED
+
+
+def test_rejection_is_final_and_says_who(service) -> None:
+    ref = pending(service)
+    service.decide(ref, approver="U_APPROVER2", approve=False, reason="Identity not verified")
+    with pytest.raises(AlreadyDecided, match=r"already rejected by <@U_APPROVER2> at 2026-03-02"):
+        service.decide(ref, approver="U_APPROVER3", approve=True)
+
+
+def test_erasure_needs_two_distinct_approvers(service, session_factory) -> None:
+    ref = pending(service, type=RequestType.ERASURE)
+    first = service.decide(ref, approver="U_APPROVER1", approve=True)
+    assert (first.decided, first.approvals, first.required) == (False, 1, 2)
+    assert first.request.status == RequestStatus.PENDING_APPROVAL
+    with pytest.raises(AlreadyDecided, match="already approved"):
+        service.decide(ref, approver="U_APPROVER1", approve=True)
+    second = service.decide(ref, approver="U_APPROVER2", approve=True)
+    assert second.decided and second.request.status == RequestStatus.APPROVED
+    with session_factory() as session:
+        assert len(session.exec(select(ExecutionStep)).all()) == 1
+
+
+@pytest.mark.parametrize("same_person", [False, True])
+def test_twenty_racing_clicks_give_one_decision_and_one_plan(service, session_factory,
+                                                           same_person) -> None:
+    ref = pending(service)
+    results, errors = [], []
+    start = threading.Barrier(20)
+
+    def click(n: int) -> None:
+        start.wait()
+        try:
+            results.append(service.decide(ref, approver="U_APPROVER1" if same_person
+                                          else f"U_APPROVER{n}", approve=True))
+        except AlreadyDecided as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 1 and results[0].decided
+    assert len(errors) == 19
+    with session_factory() as session:
+        assert len(session.exec(select(ExecutionStep)).all()) == 1
+        planned = session.exec(select(AuditEvent).where(AuditEvent.action == "request.planned"))
+        assert len(planned.all()) == 1
+
+
+def test_cancel_extend_retry_permissions(service) -> None:
+    ref = pending(service)
+    with pytest.raises(PermissionDenied):
+        service.extend(ref, actor="U_REQUESTER", reason="complex")
+    assert service.extend(ref, actor="U_MANAGER", reason="complex") == date(2026, 6, 2)  # 3 months
+    with pytest.raises(PermissionDenied):
+        service.cancel(ref, actor="U_STRANGER", reason="")
+    assert service.cancel(ref, actor="U_REQUESTER", reason="duplicate").status == "canceled"
+    with pytest.raises(TransitionNotAllowed):
+        service.retry(ref, actor="U_REQUESTER")
+
+
+def test_list_filters_and_awaiting(service) -> None:
+    access = pending(service)
+    erasure = pending(service, type=RequestType.ERASURE)
+    service.create(new_request())  # still received
+    listed = service.list(RequestFilter(statuses=[RequestStatus.PENDING_APPROVAL]),
+                          viewer="U_REQUESTER")
+    assert [r.reference for r in listed] == [erasure, access]
+    listed = service.list(RequestFilter(types=[RequestType.ERASURE]), viewer="U_REQUESTER")
+    assert [r.reference for r in listed] == [erasure]
+    assert service.list(RequestFilter(received_from=date(2026, 3, 3)), viewer="U_REQUESTER") == []
+    assert len(service.list(RequestFilter(received_to=date(2026, 3, 2)), viewer="U_MANAGER")) == 3
+    service.decide(erasure, approver="U_APPROVER1", approve=True)
+    assert [r.reference for r in service.awaiting("U_APPROVER1")] == [access]
+    assert {r.reference for r in service.awaiting("U_APPROVER2")} == {access, erasure}
+    assert service.awaiting("U_REQUESTER") == []
