@@ -129,8 +129,10 @@ class RequestService:
             required = self.policy.required_approvals(RequestType(request.type))
             approvals = self._approvals(session, request)
             if request.status != RequestStatus.PENDING_APPROVAL:
-                last = approvals[-1] if approvals else None
-                who = f" by <@{last.approver_slack_id}> at {last.decided_at:%Y-%m-%d %H:%M} UTC" if last else ""
+                who = ""
+                if approvals:
+                    last = approvals[-1]
+                    who = f" by <@{last.approver_slack_id}> at {last.decided_at:%Y-%m-%d %H:%M} UTC"
                 raise AlreadyDecided(f"{request.reference} was already {request.status}{who}.")
             self.policy.require(self.policy.is_approver(approver), "approve or reject requests")
             if approver == request.requester_slack_id:
