@@ -23,13 +23,40 @@ def _engine(settings: Settings):  # noqa: ANN202
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    print(
-        "dsr-desk run: the Slack app is not part of this build yet; it arrives with the Slack app "
-        "issue. Meanwhile `dsr-desk db upgrade`, `dsr-desk audit verify` and "
-        "`dsr-desk jurisdictions` work.",
-        file=sys.stderr,
-    )
-    return 2
+    from bot.app import check_slack_settings, create_app
+
+    check_slack_settings(settings, http=args.http)
+    runtime = create_app(settings)
+    runtime.worker.start()
+    try:
+        if args.http:
+            from werkzeug.serving import make_server
+
+            from bot.http import wsgi_app
+            from services.sandbox.server import QuietHandler
+
+            server = make_server(args.host, args.port, wsgi_app(runtime), threaded=True,
+                                 request_handler=QuietHandler)
+            print(f"DSR Desk listening on http://{args.host}:{server.server_port}/slack/events",
+                  flush=True)
+            server.serve_forever()
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            print("DSR Desk connecting to Slack in Socket Mode", flush=True)
+            SocketModeHandler(runtime.app, settings.slack_app_token.get_secret_value()).start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+    return 0
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http", action="store_true",
+                        help="serve Slack's HTTP mode instead of Socket Mode")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,7 +182,8 @@ def _revision_args(parser: argparse.ArgumentParser) -> None:
 
 # (words, one-line description, function, extra arguments)
 COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None] | None]] = [
-    ("run", "Run the Slack bot.", cmd_run, None),
+    ("run", "Run the Slack bot (Socket Mode, or HTTP mode with --http --port N).", cmd_run,
+     _run_args),
     ("db upgrade", "Create or update the database schema (Alembic migrations).", cmd_db_upgrade,
      _upgrade_args),
     ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,

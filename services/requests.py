@@ -96,6 +96,10 @@ class RequestService:
         return {system: self.connectors(system, request.simulation).search_subjects(identifiers)
                 for system in systems}
 
+    def search_identifiers(self, system: str, identifiers: Sequence[Identifier], *,
+                           simulation: bool) -> list[SubjectMatch]:
+        return self.connectors(system, simulation).search_subjects(identifiers)
+
     def confirm(self, ref: str | int, confirmed: Mapping[str, Sequence[SubjectMatch]], *,
                 actor: str) -> DsrRequest:
         """The requester confirms which records are the subject's; the request goes to approval."""
@@ -201,8 +205,10 @@ class RequestService:
 
     # Reading
 
-    def detail(self, ref: str | int, *, viewer: str) -> RequestDetail:
-        self.policy.require(self.policy.is_requester(viewer), "see requests")
+    def detail(self, ref: str | int, *, viewer: str | None) -> RequestDetail:
+        """The request with everything about it; `viewer=None` for the app's own use."""
+        if viewer is not None:
+            self.policy.require(self.policy.is_requester(viewer), "see requests")
         with self.sessions() as session:
             request = self._get(session, ref)
             return RequestDetail(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from services.errors import InvalidRequest
 from storage.models import IdentifierKind
 
 
@@ -52,3 +56,24 @@ def mask(identifier: Identifier) -> str:
     if identifier.kind in (IdentifierKind.EXTERNAL_ID, IdentifierKind.VENDOR_USER_ID):
         return "*" * max(len(identifier.value) - 3, 3) + identifier.value[-3:]
     return "*****"  # addresses and free search terms: nothing of them
+
+
+def normalise_email(value: str) -> str:
+    """The address in canonical form; InvalidRequest says what is wrong with a bad one."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidRequest(f"{value.strip()!r} is not an email address: {exc}") from None
+
+
+def normalise_phone(value: str) -> str:
+    """E.164 (+4670123456); numbers must carry their country code."""
+    try:
+        number = phonenumbers.parse(value.strip(), None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise InvalidRequest(
+            f"{value.strip()!r} is not a phone number with its country code, e.g. +4670123456."
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -72,10 +72,13 @@ def test_invalid_setting_stops_with_the_variable_named(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_run_says_clearly_that_the_slack_app_is_not_built_yet(tmp_path) -> None:
-    result = dsr_desk("run", cwd=tmp_path)
+def test_run_names_the_missing_settings(tmp_path) -> None:
+    result = dsr_desk("run", "--http", cwd=tmp_path)
     assert result.returncode == 2
-    assert "Slack app is not part of this build yet" in result.stderr
+    assert ("Missing settings: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, DSR_APPROVALS_CHANNEL, "
+            "DSR_APPROVERS. See the README, section 'Creating the Slack app'.") in result.stderr
+    socket_mode = dsr_desk("run", cwd=tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert "Missing settings: SLACK_APP_TOKEN" in socket_mode.stderr
 
 
 def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:

@@ -1,0 +1,130 @@
+"""The `/dsr` slash command."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import date
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from handlers.deps import Deps, replies_errors
+from handlers.views.common import as_dicts, section
+from handlers.views.intake import intake_modal
+from handlers.views.request import detail_blocks, help_blocks, list_blocks
+from services.errors import InvalidRequest
+from services.requests import RequestFilter
+from services.subjects import Identifier, mask
+from storage.models import IdentifierKind, RequestStatus, RequestType
+
+REFERENCE = re.compile(r"^(DSR-?\d+|\d+)$", re.IGNORECASE)
+
+
+def parse_filters(words: list[str], user: str) -> RequestFilter:
+    statuses, types = [], []
+    received_from = received_to = None
+    requester = None
+    iterator = iter(words)
+    for word in iterator:
+        lowered = word.lower()
+        if lowered in {s.value for s in RequestStatus}:
+            statuses.append(RequestStatus(lowered))
+        elif lowered in {t.value for t in RequestType}:
+            types.append(RequestType(lowered))
+        elif lowered == "open":
+            statuses += [s for s in RequestStatus if s not in (
+                RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED)]
+        elif lowered == "mine":
+            requester = user
+        elif lowered in ("from", "to"):
+            value = next(iterator, "")
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                raise InvalidRequest(f"`{lowered} {value}`: dates look like 2026-11-23.") from None
+            received_from, received_to = (day, received_to) if lowered == "from" else (
+                received_from, day)
+        else:
+            raise InvalidRequest(f"`{word}` is not a status, a type, `mine`, `from` or `to`.")
+    return RequestFilter(statuses=statuses, types=types, received_from=received_from,
+                         received_to=received_to, requester=requester)
+
+
+def register(app: App, deps: Deps) -> None:
+    service = deps.service
+
+    @app.command("/dsr")
+    @replies_errors
+    def dsr(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        user = command["user_id"]
+        word, _, rest = command.get("text", "").strip().partition(" ")
+        word, rest = word.lower(), rest.strip()
+
+        if word == "new":
+            ack()
+            service.policy.require(service.policy.is_requester(user), "file data subject requests")
+            client.views_open(trigger_id=command["trigger_id"],
+                              view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
+            return
+        if word in ("", "help"):
+            ack(response_type="ephemeral", blocks=as_dicts(help_blocks()), text="DSR Desk help")
+            return
+        if word == "list":
+            today = service.today()
+            requests = service.list(parse_filters(rest.split(), user), viewer=user)
+            ack(response_type="ephemeral", text="Requests",
+                blocks=as_dicts(list_blocks(requests, today, f"Requests ({len(requests)} shown)")))
+            return
+        if word in ("show", "extend", "cancel"):
+            ref, _, reason = rest.partition(" ")
+            if not REFERENCE.match(ref):
+                ack(response_type="ephemeral", text="Which request?", blocks=as_dicts(help_blocks(
+                    f"`/dsr {word}` needs a reference such as DSR-000042.")))
+                return
+            if word == "show":
+                detail = service.detail(ref, viewer=user)
+                ack(response_type="ephemeral", text=detail.request.reference,
+                    blocks=as_dicts(detail_blocks(detail, service.today())))
+            elif word == "extend":
+                new_due = service.extend(ref, actor=user, reason=reason)
+                ack(response_type="ephemeral",
+                    text=f":calendar: {ref.upper()} now due {new_due:%d %b %Y}. Tell the subject "
+                         "about the extension and its reason.")
+            else:
+                request = service.cancel(ref, actor=user, reason=reason)
+                ack(response_type="ephemeral", text=f":x: {request.reference} canceled.")
+            return
+        if word == "search":
+            if not rest:
+                ack(response_type="ephemeral", text="`/dsr search` needs an email, a phone or a name.")
+                return
+            service.policy.require(service.policy.is_requester(user), "search for subjects")
+            ack(response_type="ephemeral", text=":mag: Searching the connected systems…")
+            threading.Thread(target=_search, args=(deps, rest, respond), daemon=True).start()
+            return
+        ack(response_type="ephemeral", text="DSR Desk help",
+            blocks=as_dicts(help_blocks(f"`/dsr {word}` is not a command.")))
+
+
+def _search(deps: Deps, text: str, respond: Respond) -> None:
+    if "@" in text:
+        kind = IdentifierKind.EMAIL
+    elif text.lstrip("+").replace(" ", "").isdigit():
+        kind = IdentifierKind.PHONE
+    else:
+        kind = IdentifierKind.NAME
+    identifier = Identifier(kind, text)
+    lines = []
+    for system in deps.systems:
+        simulated = system not in deps.live_systems
+        try:
+            matches = deps.service.search_identifiers(system, [identifier], simulation=simulated)
+        except Exception as exc:  # noqa: BLE001 - one system failing must not hide the others
+            lines.append(f"*{system}*: search failed ({type(exc).__name__}); try again later.")
+            continue
+        shown = ", ".join(f"{m.label} ({m.record_id})" for m in matches[:20]) or "no match"
+        lines.append(f"*{system}*{' (simulation)' if simulated else ''}: {shown}")
+    respond(response_type="ephemeral", replace_original=True,
+            text=f"Results for {mask(identifier)}", blocks=as_dicts([section("\n".join(lines))]))

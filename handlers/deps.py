@@ -1,0 +1,55 @@
+"""What listeners need, built once in bot/ and handed to `register_handlers`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from services.errors import DsrError
+from services.requests import RequestService
+from storage.models import Jurisdiction
+
+log = logging.getLogger("dsr_desk.handlers")
+
+
+@dataclass
+class Deps:
+    service: RequestService
+    approvals_channel: str
+    systems: list[str]
+    live_systems: set[str]  # systems with real credentials; the others search their stand-ins
+    jurisdictions: Callable[[], list[Jurisdiction]]
+    wake_worker: Callable[[], None]
+    required_approvals: Callable[[str], int]
+
+
+def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:
+    """A DsrError becomes an ephemeral reply with its message; anything else is logged (type and
+    place only: messages may hold personal data), the user is told, and it propagates to bolt."""
+
+    @wraps(listener)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return listener(*args, **kwargs)
+        except DsrError as exc:
+            _tell(kwargs, f":warning: {exc}")
+            return None
+        except Exception as exc:
+            log.error("%s failed with %s", listener.__name__, type(exc).__name__)
+            _tell(kwargs, ":x: Something went wrong on our side. Try again, and tell the DSR "
+                  "Desk admins if it persists.")
+            raise
+
+    return run
+
+
+def _tell(kwargs: dict[str, Any], text: str) -> None:
+    """An ephemeral reply: in the acknowledgement if it is still owed, else by response_url."""
+    ack, respond = kwargs.get("ack"), kwargs.get("respond")
+    if ack is not None and ack.response is None:
+        ack(text=text, response_type="ephemeral")
+    elif respond is not None:
+        respond(text=text, response_type="ephemeral", replace_original=False)

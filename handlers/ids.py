@@ -1,0 +1,41 @@
+"""Every callback_id, block_id and action_id the app uses: one place, so views and listeners agree."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Callback(StrEnum):
+    NEW_REQUEST = "dsr_new_request"
+    REJECT_REASON = "dsr_reject_reason"
+    CONFIRM_MATCHES = "dsr_confirm_matches"
+
+
+class Block(StrEnum):
+    NAME = "subject_name"
+    EMAILS = "subject_emails"
+    PHONES = "subject_phones"
+    VENDOR_IDS = "subject_vendor_ids"
+    TYPE = "request_type"
+    JURISDICTION = "jurisdiction"
+    SYSTEMS = "systems"
+    REAL_API = "real_api"
+    VERIFICATION = "identity_verification"
+    NEW_VALUES = "new_values"
+    SEARCH_TERMS = "search_terms"
+    NOTES = "notes"
+    RECEIVED = "received_on"
+    REASON = "reason"
+    MATCHES = "matches"
+
+
+class Action(StrEnum):
+    INPUT = "value"  # the single input inside an input block
+    CONFIRM_MATCHES = "confirm_matches"
+    PICK_MATCHES = "pick_matches"
+    CANCEL = "cancel_request"
+    APPROVE = "approve"
+    REJECT = "reject"
+    RETRY = "retry"
+    NEW_REQUEST = "new_request"
+    SHOW = "show_request"

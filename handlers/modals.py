@@ -1,0 +1,224 @@
+"""Modal submissions: the intake form, the confirmation of matches, the rejection reason."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from handlers.deps import Deps
+from handlers.ids import Action, Block, Callback
+from handlers.views.common import as_dicts
+from handlers.views.request import (
+    approval_message,
+    done_modal,
+    match_key,
+    matches_modal,
+    searching_modal,
+)
+from services.errors import DsrError, InvalidRequest
+from services.intake import NewRequest
+from services.subjects import Identifier, normalise_email, normalise_phone
+from storage.models import IdentifierKind, RequestType
+
+log = logging.getLogger("dsr_desk.handlers")
+NEW_VALUE_KINDS = {"name": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
+                   "phone": IdentifierKind.PHONE, "address": IdentifierKind.ADDRESS}
+
+
+def _value(values: dict[str, Any], block: str) -> Any:
+    element = values.get(block, {}).get(Action.INPUT, {})
+    if "selected_options" in element:
+        return [o["value"] for o in element["selected_options"] or []]
+    if "selected_option" in element:
+        return (element["selected_option"] or {}).get("value")
+    if "selected_date" in element:
+        return element["selected_date"]
+    return (element.get("value") or "").strip()
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+def parse_intake(values: dict[str, Any], user: str, systems: list[str],
+                 today: date) -> tuple[NewRequest | None, dict[str, str]]:
+    """The form as a NewRequest, or the errors to show on its fields."""
+    errors: dict[str, str] = {}
+    identifiers: list[Identifier] = []
+
+    def each(block: Block, kind: IdentifierKind, normalise) -> None:  # noqa: ANN001
+        for line in _lines(_value(values, block)):
+            try:
+                identifiers.append(Identifier(kind, normalise(line)))
+            except InvalidRequest as exc:
+                errors[block] = str(exc)
+
+    if name := _value(values, Block.NAME):
+        identifiers.append(Identifier(IdentifierKind.NAME, name))
+    each(Block.EMAILS, IdentifierKind.EMAIL, normalise_email)
+    each(Block.PHONES, IdentifierKind.PHONE, normalise_phone)
+    for line in _lines(_value(values, Block.VENDOR_IDS)):
+        system, _, record = line.partition(":")
+        if system.strip().lower() not in systems or not record.strip():
+            errors[Block.VENDOR_IDS] = (f"{line!r}: write system:id, with system one of "
+                                        f"{', '.join(systems)}.")
+        else:
+            identifiers.append(Identifier(IdentifierKind.VENDOR_USER_ID, record.strip(),
+                                          system.strip().lower()))
+    if not identifiers and not errors:
+        errors[Block.NAME] = "Give at least one: name, email, phone or vendor user id."
+
+    request_type = RequestType(_value(values, Block.TYPE))
+    new_values: list[Identifier] = []
+    for line in [n.strip() for n in _value(values, Block.NEW_VALUES).splitlines() if n.strip()]:
+        field, _, value = line.partition(":")
+        kind = NEW_VALUE_KINDS.get(field.strip().lower())
+        if kind is None or not value.strip():
+            errors[Block.NEW_VALUES] = f"{line!r}: write field: value, field one of " \
+                                       f"{', '.join(NEW_VALUE_KINDS)}."
+            continue
+        try:
+            value = {IdentifierKind.EMAIL: normalise_email,
+                     IdentifierKind.PHONE: normalise_phone}.get(kind, str.strip)(value)
+        except InvalidRequest as exc:
+            errors[Block.NEW_VALUES] = str(exc)
+            continue
+        new_values.append(Identifier(kind, value))
+    if request_type is RequestType.RECTIFICATION and not new_values and Block.NEW_VALUES not in errors:
+        errors[Block.NEW_VALUES] = "A rectification needs the corrected values."
+
+    received_at = None
+    if received := _value(values, Block.RECEIVED):
+        day = date.fromisoformat(received)
+        if day > today:
+            errors[Block.RECEIVED] = "The request cannot have been received in the future."
+        elif day < today:
+            received_at = datetime.combine(day, time(12), tzinfo=UTC)
+
+    if errors:
+        return None, errors
+    return NewRequest(
+        type=request_type,
+        jurisdiction=_value(values, Block.JURISDICTION),
+        requester=user,
+        systems=tuple(_value(values, Block.SYSTEMS)),
+        identifiers=tuple(identifiers),
+        simulation="real" not in _value(values, Block.REAL_API),
+        new_values=tuple(new_values),
+        search_terms=tuple(_lines(_value(values, Block.SEARCH_TERMS))),
+        identity_verification=_value(values, Block.VERIFICATION),
+        notes=_value(values, Block.NOTES),
+        received_at=received_at,
+    ), {}
+
+
+def register(app: App, deps: Deps) -> None:
+    service = deps.service
+
+    @app.view(Callback.NEW_REQUEST)
+    def submit_intake(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        new, errors = parse_intake(view["state"]["values"], user, deps.systems, service.today())
+        if new is not None:
+            try:
+                request = service.create(new)
+            except DsrError as exc:
+                errors = {Block.SYSTEMS: str(exc)[:150]}
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack(response_action="update", view=searching_modal(request.reference).to_dict())
+        threading.Thread(target=_show_matches, args=(deps, client, view["id"], request.reference),
+                         daemon=True).start()
+
+    @app.view(Callback.CONFIRM_MATCHES)
+    def submit_matches(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                       client: WebClient) -> None:
+        user, reference = body["user"]["id"], view["private_metadata"]
+        picked = {option["value"] for block in view["state"]["values"].values()
+                  for element in block.values() for option in element.get("selected_options") or []}
+        ack(response_action="update", view=done_modal(f":hourglass: {reference}: sending for "
+                                                       "approval…").to_dict())
+        threading.Thread(target=_confirm, args=(deps, client, view["id"], reference, user, picked),
+                         daemon=True).start()
+
+    @app.view(Callback.REJECT_REASON)
+    def submit_rejection(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                         client: WebClient) -> None:
+        reason = _value(view["state"]["values"], Block.REASON)
+        try:
+            decision = service.decide(view["private_metadata"], approver=body["user"]["id"],
+                                      approve=False, reason=reason)
+        except DsrError as exc:
+            ack(response_action="errors", errors={Block.REASON: str(exc)[:150]})
+            return
+        ack()
+        refresh_request_message(deps, client, decision.request.reference)
+        post_in_thread(deps, client, decision.request.reference,
+                       f":no_entry: Rejected by <@{body['user']['id']}>: {reason}")
+
+
+def _show_matches(deps: Deps, client: WebClient, view_id: str, reference: str) -> None:
+    try:
+        matches = deps.service.search(reference)
+        client.views_update(view_id=view_id, view=matches_modal(reference, matches).to_dict())
+    except Exception as exc:  # noqa: BLE001 - shown in the modal, logged without personal data
+        log.error("search for %s failed: %s", reference, type(exc).__name__)
+        client.views_update(view_id=view_id, view=done_modal(
+            f":warning: {reference}: the search failed ({type(exc).__name__}: "
+            f"{str(exc)[:300] if isinstance(exc, DsrError) else 'see the logs'}). The request "
+            f"is recorded; cancel it with `/dsr cancel {reference}` and file it again.").to_dict())
+
+
+def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: str,
+             picked: set[str]) -> None:
+    service = deps.service
+    try:
+        if not picked:
+            service.cancel(reference, actor=user, reason="no records found")
+            client.views_update(view_id=view_id, view=done_modal(
+                f"{reference} canceled: no records found.").to_dict())
+            return
+        found = service.search(reference)
+        confirmed = {system: [m for m in matches if match_key(m) in picked]
+                     for system, matches in found.items()}
+        request = service.confirm(reference, confirmed, actor=user)
+        detail = service.detail(reference, viewer=user)
+        posted = client.chat_postMessage(
+            channel=deps.approvals_channel, text=f"{reference} awaits approval",
+            blocks=as_dicts(approval_message(detail, deps.required_approvals(request.type),
+                                             service.today())))
+        service.set_thread(reference, channel=posted["channel"], ts=posted["ts"])
+        client.views_update(view_id=view_id, view=done_modal(
+            f":white_check_mark: {reference} is waiting for approval in <#{deps.approvals_channel}>."
+        ).to_dict())
+    except Exception as exc:  # noqa: BLE001 - shown in the modal, logged without personal data
+        log.error("confirmation of %s failed: %s", reference, type(exc).__name__)
+        message = str(exc) if isinstance(exc, DsrError) else "an internal error; see the logs"
+        client.views_update(view_id=view_id, view=done_modal(
+            f":warning: {reference} was not sent for approval: {message[:500]}").to_dict())
+
+
+def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> None:
+    """Re-render the request's message in the approvals channel (status, approvals, buttons)."""
+    detail = deps.service.detail(reference, viewer=None)
+    request = detail.request
+    if request.channel_id and request.thread_ts:
+        client.chat_update(channel=request.channel_id, ts=request.thread_ts,
+                           text=f"{reference}: {request.status}",
+                           blocks=as_dicts(approval_message(
+                               detail, deps.required_approvals(request.type),
+                               deps.service.today())))
+
+
+def post_in_thread(deps: Deps, client: WebClient, reference: str, text: str,
+                   blocks: list[dict] | None = None) -> None:
+    request = deps.service.detail(reference, viewer=None).request
+    if request.channel_id and request.thread_ts:
+        client.chat_postMessage(channel=request.channel_id, thread_ts=request.thread_ts,
+                                text=text, blocks=blocks)

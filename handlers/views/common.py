@@ -1,0 +1,71 @@
+"""Pieces every view uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+
+from services.subjects import Identifier, mask
+from storage.models import DsrRequest, IdentifierPurpose, RequestStatus, SubjectIdentifier
+
+SECTION_LIMIT = 3000
+STATUS_LABELS = {
+    RequestStatus.RECEIVED: ":mag: matching records",
+    RequestStatus.PENDING_APPROVAL: ":hourglass: awaiting approval",
+    RequestStatus.APPROVED: ":white_check_mark: approved",
+    RequestStatus.IN_PROGRESS: ":gear: in progress",
+    RequestStatus.NEEDS_ATTENTION: ":warning: needs attention",
+    RequestStatus.COMPLETED: ":heavy_check_mark: completed",
+    RequestStatus.REJECTED: ":no_entry: rejected",
+    RequestStatus.CANCELED: ":x: canceled",
+}
+TYPE_LABELS = {"access": "Access / export", "erasure": "Erasure", "rectification": "Rectification",
+               "objection": "Objection / restriction"}
+
+
+def clip(text: str, limit: int = SECTION_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=clip(text)))
+
+
+def context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, 2000))])
+
+
+def simulated(request: DsrRequest) -> str:
+    return " :test_tube: *SIMULATION*" if request.simulation else ""
+
+
+def deadline(request: DsrRequest, today: date | None = None) -> str:
+    due = request.effective_due_on
+    text = f"due {due:%d %b %Y}"
+    if request.extended_due_on:
+        text += " (extended)"
+    if today is not None and request.status not in (RequestStatus.COMPLETED, RequestStatus.REJECTED,
+                                                    RequestStatus.CANCELED):
+        days = (due - today).days
+        text += f", {days} day(s) left" if days >= 0 else f", *overdue by {-days} day(s)*"
+    return text
+
+
+def masked_identifiers(rows: Iterable[SubjectIdentifier]) -> str:
+    shown = [f"{r.kind}: `{mask(Identifier(r.kind, r.value, r.system))}`"
+             for r in rows if r.purpose == IdentifierPurpose.IDENTIFIES]
+    return ", ".join(shown) or "none"
+
+
+def one_line(request: DsrRequest, today: date | None = None) -> str:
+    return (f"*{request.reference}* · {TYPE_LABELS[request.type]} · {request.jurisdiction_code} · "
+            f"{STATUS_LABELS[RequestStatus(request.status)]} · {deadline(request, today)}"
+            f"{simulated(request)}")
+
+
+def as_dicts(blocks: Sequence[Block]) -> list[dict]:
+    return [b.to_dict() for b in blocks]
+
+list_section_limit = 15  # lines per section: 15 one-liners stay under 3,000 characters

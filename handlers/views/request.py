@@ -1,0 +1,190 @@
+"""Views of one request: the matching modal, the approval message (the request's thread),
+its detail, lists, and the help text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ConfirmObject,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    Option,
+)
+from slack_sdk.models.views import View
+
+from handlers.ids import Action, Callback
+from handlers.views.common import (
+    STATUS_LABELS,
+    TYPE_LABELS,
+    clip,
+    context,
+    deadline,
+    masked_identifiers,
+    one_line,
+    section,
+    simulated,
+)
+from handlers.views.intake import SYSTEM_LABELS
+from services.connectors.base import SubjectMatch
+from services.requests import Decision, RequestDetail
+from storage.models import DsrRequest, RequestStatus, StepStatus
+
+STEP_ICONS = {StepStatus.PENDING: ":white_circle:", StepStatus.RUNNING: ":arrows_counterclockwise:",
+              StepStatus.WAITING: ":hourglass_flowing_sand:", StepStatus.DONE: ":white_check_mark:",
+              StepStatus.FAILED: ":x:", StepStatus.CANCELED: ":heavy_minus_sign:"}
+MAX_MATCHES = 10  # per system, the checkboxes element's limit
+
+
+def searching_modal(reference: str) -> View:
+    return View(type="modal", title="New DSR", close="Close", private_metadata=reference,
+                blocks=[section(f":mag: *{reference}* recorded. Searching the systems for the "
+                                "subject: this view updates when the results arrive.")])
+
+
+def match_key(match: SubjectMatch) -> str:
+    return f"{match.system}|{match.record_id}"[:150]
+
+
+def matches_modal(reference: str, matches: Mapping[str, Sequence[SubjectMatch]]) -> View:
+    """Full values are shown here: a modal is seen only by the requester."""
+    blocks: list[Block] = [context(f"*{reference}*: tick the records that belong to the subject. "
+                                   "Only ticked records are touched.")]
+    found = False
+    for system, system_matches in matches.items():
+        label = SYSTEM_LABELS.get(system, system)
+        if not system_matches:
+            blocks.append(section(f"*{label}*: no record matches these identifiers."))
+            continue
+        found = True
+        options = []
+        for match in system_matches[:MAX_MATCHES]:
+            facts = ", ".join(str(v) for k, v in match.details.items()
+                              if k in ("email", "phone", "external_id", "role") and v)
+            options.append(Option(value=match_key(match), text=clip(match.label, 75),
+                                  description=clip(facts or match.record_id, 75)))
+        blocks.append(InputBlock(block_id=f"matches:{system}", label=label, optional=True,
+                                 element=CheckboxesElement(action_id=Action.PICK_MATCHES,
+                                                           options=options)))
+        if len(system_matches) > MAX_MATCHES:
+            blocks.append(context(f"{len(system_matches) - MAX_MATCHES} more matches in {label}: "
+                                  "narrow the identifiers to see them."))
+    if not found:
+        blocks.append(section("Nothing was found. Submitting cancels the request with the "
+                              "reason *no records found*; tell the subject we hold no data."))
+    return View(type="modal", callback_id=Callback.CONFIRM_MATCHES, title="Confirm records",
+                submit="Send for approval" if found else "Cancel request", close="Close",
+                private_metadata=reference, blocks=blocks)
+
+
+def done_modal(text: str) -> View:
+    return View(type="modal", title="DSR Desk", close="Done", blocks=[section(text)])
+
+
+def approval_message(detail: RequestDetail, required: int, today: date,
+                     decision: Decision | None = None) -> list[Block]:
+    """The request's message in the approvals channel (identifiers masked); its thread carries
+    the progress."""
+    request = detail.request
+    systems = ", ".join(SYSTEM_LABELS.get(s.system, s.system) for s in detail.systems)
+    records = sum(len(s.confirmed_records or []) for s in detail.systems)
+    blocks: list[Block] = [
+        HeaderBlock(text=f"{request.reference}: {TYPE_LABELS[request.type]}"[:150]),
+        section(f"*Status:* {STATUS_LABELS[RequestStatus(request.status)]}{simulated(request)}\n"
+                f"*Jurisdiction:* {request.jurisdiction_code} · *Deadline:* "
+                f"{deadline(request, today)}\n*Requested by:* <@{request.requester_slack_id}>\n"
+                f"*Subject:* {masked_identifiers(detail.identifiers)}\n"
+                f"*Systems:* {systems} ({records} confirmed record(s))"),
+    ]
+    approvals = [a for a in detail.approvals if a.decision == "approve"]
+    lines = [f"{':white_check_mark:' if a.decision == 'approve' else ':no_entry:'} "
+             f"{a.decision}d by <@{a.approver_slack_id}> at {a.decided_at:%Y-%m-%d %H:%M} UTC"
+             + (f": {a.reason}" if a.reason else "") for a in detail.approvals]
+    if lines:
+        blocks.append(context("\n".join(lines)))
+    if request.status == RequestStatus.PENDING_APPROVAL:
+        blocks.append(context(f"Needs {required} approval(s) from someone other than the "
+                              f"requester; {len(approvals)} so far."))
+        blocks.append(ActionsBlock(block_id=f"decide:{request.reference}", elements=[
+            ButtonElement(text="Approve", action_id=Action.APPROVE, value=request.reference,
+                          style="primary", confirm=ConfirmObject(
+                              title="Approve?", text=f"Approve {request.reference}? "
+                              + ("It runs against the real systems." if not request.simulation
+                                 else "It runs in simulation."), confirm="Approve",
+                              deny="Back")),
+            ButtonElement(text="Reject", action_id=Action.REJECT, value=request.reference,
+                          style="danger"),
+        ]))
+    return blocks
+
+
+def detail_blocks(detail: RequestDetail, today: date) -> list[Block]:
+    """`/dsr show`: for people with a role, in an ephemeral message."""
+    request = detail.request
+    blocks: list[Block] = [section(one_line(request, today))]
+    subject = "\n".join(f"• {i.purpose} {i.kind}: {i.value}" + (f" ({i.system})" if i.system else "")
+                        for i in detail.identifiers)
+    blocks.append(section(f"*Subject and values*\n{subject or 'none'}"))
+    blocks.append(section(
+        f"*Received:* {request.received_at:%Y-%m-%d %H:%M} UTC · *Requested by:* "
+        f"<@{request.requester_slack_id}>\n*Identity verification:* "
+        f"{request.identity_verification or '—'}\n*Notes:* {request.notes or '—'}"
+        + (f"\n*Extension:* to {request.extended_due_on} by <@{request.extended_by}>: "
+           f"{request.extension_reason}" if request.extended_due_on else "")))
+    if detail.approvals:
+        blocks.append(context("\n".join(
+            f"{a.decision}d by <@{a.approver_slack_id}> at {a.decided_at:%Y-%m-%d %H:%M} UTC"
+            for a in detail.approvals)))
+    if detail.steps:
+        blocks.append(DividerBlock())
+        lines = []
+        for step in detail.steps:
+            times = " · ".join(f"{label} {value:%Y-%m-%d %H:%M:%S}" for label, value in
+                               (("started", step.started_at), ("finished", step.finished_at))
+                               if value)
+            lines.append(f"{STEP_ICONS[StepStatus(step.status)]} {step.position}. "
+                         f"{SYSTEM_LABELS.get(step.system, step.system)} · {step.action} · "
+                         f"{step.status}" + (f" · {times}" if times else "")
+                         + (f"\n      _{step.error}_" if step.error else ""))
+        blocks.append(section("*Steps*\n" + "\n".join(lines)))
+    if request.status == RequestStatus.NEEDS_ATTENTION:
+        blocks.append(retry_actions(request))
+    return blocks[:50]
+
+
+def retry_actions(request: DsrRequest) -> ActionsBlock:
+    return ActionsBlock(block_id=f"retry:{request.reference}", elements=[
+        ButtonElement(text="Retry failed step", action_id=Action.RETRY, value=request.reference,
+                      style="primary")])
+
+
+def list_blocks(requests: Sequence[DsrRequest], today: date, title: str) -> list[Block]:
+    if not requests:
+        return [section(f"*{title}*: none.")]
+    return [section(f"*{title}*"), *[section(one_line(r, today)) for r in requests[:45]]]
+
+
+HELP = """*DSR Desk*: data subject requests from Slack.
+• `/dsr new`: file a request (opens a form)
+• `/dsr list [status] [type] [from YYYY-MM-DD] [to YYYY-MM-DD] [mine]`: the dashboard
+• `/dsr show DSR-000042`: details, approvals and every step with its timestamps
+• `/dsr search <email|phone|name>`: find a subject in the connected systems
+• `/dsr extend DSR-000042 <reason>`: extend the legal deadline once, with a reason
+• `/dsr cancel DSR-000042 [reason]`: cancel a request that is not executing
+• `/dsr help`: this text
+Statuses: received, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
+Types: access, erasure, rectification, objection."""
+
+
+def help_blocks(problem: str | None = None) -> list[Block]:
+    blocks: list[Block] = []
+    if problem:
+        blocks.append(section(f":warning: {problem}"))
+    blocks.append(section(HELP))
+    return blocks

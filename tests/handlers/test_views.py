@@ -1,0 +1,86 @@
+"""Views stay inside Slack's limits and never show identifiers in clear in channel messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from handlers.views.common import as_dicts
+from handlers.views.home import home_view
+from handlers.views.request import approval_message, detail_blocks, list_blocks, matches_modal
+from services.connectors.base import SubjectMatch
+from services.requests import RequestDetail
+from storage.models import (
+    Approval,
+    DsrRequest,
+    ExecutionStep,
+    IdentifierKind,
+    IdentifierPurpose,
+    RequestSystem,
+    SubjectIdentifier,
+)
+
+NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
+TODAY = date(2026, 11, 23)
+
+
+def request(n: int = 42, status: str = "pending_approval") -> DsrRequest:
+    return DsrRequest(id=n, type="erasure", status=status, jurisdiction_code="GDPR",
+                      received_at=NOW, due_on=date(2026, 12, 23), simulation=True,
+                      requester_slack_id="U_REQ", identity_verification="passport jane@x.org")
+
+
+def detail(steps: int = 0) -> RequestDetail:
+    ids = [SubjectIdentifier(request_id=42, kind=IdentifierKind.EMAIL,
+                             purpose=IdentifierPurpose.IDENTIFIES, value="jane.doe@example.com"),
+           SubjectIdentifier(request_id=42, kind=IdentifierKind.PHONE,
+                             purpose=IdentifierPurpose.IDENTIFIES, value="+4670123456"),
+           SubjectIdentifier(request_id=42, kind=IdentifierKind.NAME,
+                             purpose=IdentifierPurpose.IDENTIFIES, value="Jane Doe")]
+    return RequestDetail(
+        request(), ids,
+        [RequestSystem(request_id=42, system="zendesk", confirmed_records=[{"record_id": "1"}])],
+        [Approval(request_id=42, approver_slack_id="U_A", decision="approve", decided_at=NOW)],
+        [ExecutionStep(request_id=42, position=n, system="zendesk", action=f"step_{n}",
+                       status="done", started_at=NOW, finished_at=NOW) for n in range(steps)])
+
+
+def checked(blocks: list[Block], limit: int) -> str:
+    dicts = as_dicts(blocks)  # slack_sdk validates lengths while serialising
+    assert len(dicts) <= limit
+    for block in dicts:
+        for text in (block.get("text") or {}, *(block.get("elements") or [])):
+            if isinstance(text, dict) and text.get("type") == "mrkdwn":
+                assert len(text["text"]) <= 3000
+    return str(dicts)
+
+
+def test_approval_message_masks_the_subject() -> None:
+    text = checked(approval_message(detail(), 2, TODAY), 50)
+    assert "j***@e******.com" in text and "+46******56" in text and "J*** D**" in text
+    for secret in ("jane.doe", "example.com", "70123456", "Jane Doe", "passport"):
+        assert secret not in text
+    assert "Approve" in text and "1 so far" in text
+
+
+def test_detail_with_many_steps_stays_within_limits() -> None:
+    text = checked(detail_blocks(detail(steps=200), TODAY), 50)
+    assert "jane.doe@example.com" in text  # ephemeral, for people with a role
+
+
+def test_lists_and_home_within_limits() -> None:
+    many = [request(n) for n in range(1, 300)]
+    checked(list_blocks(many, TODAY, "All"), 50)
+    view = home_view(mine=many, awaiting=many, due_soon=many, overdue=many, today=TODAY,
+                     has_role=True)
+    assert len(view.to_dict()["blocks"]) <= 100
+
+
+def test_matches_modal_with_many_matches() -> None:
+    matches = {"zendesk": [SubjectMatch("zendesk", str(n), "A" * 200, {"email": "x" * 300})
+                           for n in range(40)], "genesys": []}
+    view = matches_modal("DSR-000042", matches).to_dict()
+    assert View(**view).to_dict() == view
+    assert "no record matches" in str(view) and "30 more matches" in str(view)
