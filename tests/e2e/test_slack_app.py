@@ -1,0 +1,165 @@
+"""End to end over HTTP: signed Slack requests in, Web API calls out, vendors simulated."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from sqlmodel import select
+
+from handlers.ids import Action, Block, Callback
+from storage.models import Approval, AuditEvent, DsrRequest, RequestStatus
+from tests.e2e.conftest import World, wait_for
+from tests.forms import form
+
+APPROVALS = "C0APPROVALS"
+
+
+def modal(world: World, callback: str, after: int = 0) -> dict:
+    return wait_for(lambda: next((v for v in list(world.slack.views().values())[after:]
+                                  if v.get("callback_id") == callback), None),
+                    what=f"a {callback} modal")
+
+
+def file_request(world: World, email: str, **fields) -> tuple[str, dict]:
+    """Through the app: /dsr new, submit the form, tick every match, send for approval.
+    Returns the reference and the approval message."""
+    before = len(world.slack.views())
+    assert world.driver.command("U_REQ", "new").status_code == 200
+    intake = modal(world, Callback.NEW_REQUEST, before)
+    answer = world.driver.submit("U_REQ", intake, form(**{
+        Block.EMAILS: email, Block.SYSTEMS: ["zendesk", "genesys"], **fields}))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["response_action"] == "update"
+    reference = body["view"]["private_metadata"]
+    matches = wait_for(lambda: next((v for v in world.slack.views().values()
+                                     if v.get("callback_id") == Callback.CONFIRM_MATCHES
+                                     and v.get("private_metadata") == reference), None),
+                       what="the matches")
+    ticked = {block["block_id"]: {Action.PICK_MATCHES: {
+        "type": "checkboxes",
+        "selected_options": [{"value": o["value"]} for o in block["element"]["options"]]}}
+        for block in matches["blocks"] if block.get("block_id", "").startswith("matches:")}
+    assert set(ticked) == {"matches:zendesk", "matches:genesys"}
+    assert world.driver.submit("U_REQ", matches, ticked).status_code == 200
+    message = wait_for(lambda: next((m for m in world.slack.messages(APPROVALS)
+                                     if reference in json.dumps(m["blocks"])
+                                     and m.get("thread_ts") in (None, m["ts"])), None),
+                       what="the approval message")
+    return reference, message
+
+
+def current(world: World, channel: str, ts: str) -> dict:
+    return next(m for m in world.slack.messages(channel) if m["ts"] == ts)
+
+
+def status(world: World, reference: str) -> RequestStatus:
+    return world.runtime.service.detail(reference, viewer=None).request.status
+
+
+def test_request_from_intake_to_completion(world: World) -> None:
+    email = world.emails()[0]
+    reference, message = file_request(world, email)
+    shown = json.dumps(message["blocks"])
+    assert email not in shown and email.split("@")[0] not in shown  # masked in the channel
+    assert "SIMULATION" in shown and "awaiting approval" in shown
+
+    # Four-eyes and roles, enforced on the click itself.
+    world.driver.click("U_REQ", message, Action.APPROVE, APPROVALS)
+    world.driver.click("U_MGR", message, Action.APPROVE, APPROVALS)
+    assert wait_for(lambda: len(world.slack.ephemerals("U_MGR")) >= 1, what="refusal")
+    assert "someone else must decide" in world.slack.ephemerals("U_REQ")[-1]["text"]
+    assert "not allowed to approve" in world.slack.ephemerals("U_MGR")[-1]["text"]
+    assert status(world, reference) == RequestStatus.PENDING_APPROVAL
+
+    assert world.driver.click("U_APP1", message, Action.APPROVE, APPROVALS).status_code == 200
+    wait_for(lambda: status(world, reference) == RequestStatus.COMPLETED, what="completion")
+    updated = wait_for(lambda: "completed" in json.dumps(
+        current(world, APPROVALS, message["ts"])["blocks"]), what="the updated message")
+    assert updated
+    final = json.dumps(current(world, APPROVALS, message["ts"])["blocks"])
+    assert "approved by <@U_APP1>" in final and '"action_id"' not in final  # buttons gone
+    thread = wait_for(lambda: (t := world.slack.thread(APPROVALS, message["ts"]))
+                      and "All steps done" in json.dumps(t) and t, what="the thread")
+    texts = [m["text"] for m in thread]
+    assert any("Approved by <@U_APP1>" in t for t in texts)
+    assert any("zendesk.export_tickets done" in t for t in texts)
+    assert all(email not in t for t in texts)
+    dm = wait_for(lambda: [m for m in world.slack.messages("U_REQ") if "completed" in m["text"]],
+                  what="the requester's DM")
+    assert reference in dm[0]["text"]
+
+    shown = world.driver.command("U_REQ", f"show {reference}").json()
+    steps = json.dumps(shown["blocks"])
+    assert "export_users" in steps and "finished" in steps and email in steps  # ephemeral
+    listed = world.driver.command("U_REQ", "list completed access").json()
+    assert reference in json.dumps(listed["blocks"])
+
+
+def test_signatures_are_verified(world: World) -> None:
+    body = "command=%2Fdsr&text=help&user_id=U_REQ&team_id=T0STANDIN"
+    assert world.driver.send(body).status_code == 200
+    assert world.driver.send(body, signature="").status_code == 401
+    assert world.driver.send(body, signature="v0=" + "0" * 64).status_code == 401
+    assert world.driver.send(body, timestamp=int(time.time()) - 600).status_code == 401
+
+
+def test_help_and_mistyped_commands(world: World) -> None:
+    assert "`/dsr new`" in json.dumps(world.driver.command("U_REQ", "help").json())
+    wrong = json.dumps(world.driver.command("U_REQ", "nwe").json())
+    assert "`/dsr nwe` is not a command" in wrong and "`/dsr new`" in wrong
+    missing = json.dumps(world.driver.command("U_REQ", "show").json())
+    assert "needs a reference" in missing
+    unknown = world.driver.command("U_REQ", "show DSR-999999").json()
+    assert "No request DSR-999999" in unknown["text"]
+
+
+def test_bad_modal_input_comes_back_on_the_fields(world: World) -> None:
+    world.driver.command("U_REQ", "new")
+    intake = modal(world, Callback.NEW_REQUEST)
+    answer = world.driver.submit("U_REQ", intake, form(**{
+        Block.EMAILS: "jane@", Block.PHONES: "12", Block.TYPE: "rectification"})).json()
+    assert answer["response_action"] == "errors"
+    assert set(answer["errors"]) == {Block.EMAILS, Block.PHONES, Block.NEW_VALUES}
+    none = world.driver.submit("U_REQ", intake, form(**{Block.EMAILS: ""})).json()
+    assert "at least one" in none["errors"][Block.NAME]
+
+
+def test_twenty_racing_approvals_give_one_decision(world: World) -> None:
+    reference, message = file_request(world, world.emails()[1])
+    barrier = threading.Barrier(20)
+
+    def click(n: int) -> None:
+        barrier.wait()
+        world.driver.click(f"U_APP{n}", message, Action.APPROVE, APPROVALS)
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(1, 21)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_for(lambda: status(world, reference) == RequestStatus.COMPLETED, what="completion")
+    refused = wait_for(lambda: sum(len(world.slack.ephemerals(f"U_APP{n}")) for n in range(1, 21))
+                       == 19, what="19 refusals")
+    assert refused
+    with world.runtime.service.sessions() as session:
+        request = session.exec(select(DsrRequest).where(DsrRequest.id == int(reference[4:]))).one()
+        assert len(session.exec(select(Approval).where(Approval.request_id == request.id)).all()) == 1
+        planned = session.exec(select(AuditEvent).where(AuditEvent.request_id == request.id,
+                                                        AuditEvent.action == "request.planned"))
+        assert len(planned.all()) == 1
+    approved = [m for m in world.slack.thread(APPROVALS, message["ts"])
+                if "Approved by" in m["text"]]
+    assert len(approved) == 1
+
+
+def test_app_home(world: World) -> None:
+    reference, _ = file_request(world, world.emails()[2])
+    world.driver.event({"type": "app_home_opened", "user": "U_APP2", "tab": "home"})
+    home = wait_for(lambda: world.slack.home("U_APP2"), what="the home tab")
+    text = json.dumps(home["blocks"])
+    assert "Awaiting your approval" in text and reference in text and "New request" in text
+    world.driver.event({"type": "app_home_opened", "user": "U_NOBODY", "tab": "home"})
+    assert "no DSR Desk role" in json.dumps(wait_for(lambda: world.slack.home("U_NOBODY"))["blocks"])
