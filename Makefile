@@ -18,7 +18,7 @@ db: setup
 	$(BIN)/dsr-desk db upgrade
 
 run: db
-	$(BIN)/dsr-desk run
+	$(BIN)/dsr-desk run --demo-without-slack
 
 test: setup
 	@if [ -z "$$DSR_TEST_POSTGRES_URL" ]; then \

@@ -22,9 +22,28 @@ def _engine(settings: Settings):  # noqa: ANN202
     return make_engine(settings.effective_database_url)
 
 
+DEMO_BANNER = """\
+No Slack workspace is configured (SLACK_BOT_TOKEN is not set), so this is the offline demo:
+one simulated request played through the real app against local stand-ins of Slack, Zendesk
+and Genesys. To connect a real workspace, create the app from manifest.yml and set
+SLACK_BOT_TOKEN, SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode),
+DSR_APPROVALS_CHANNEL and DSR_APPROVERS: see README, 'Creating the Slack app'.
+"""
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    status = run_demo(sys.stdout)
+    return 0 if status == "completed" else 1
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import check_slack_settings, create_app
 
+    if args.demo_without_slack and settings.slack_bot_token is None:
+        print(DEMO_BANNER, flush=True)
+        return cmd_demo(args, settings)
     check_slack_settings(settings, http=args.http)
     runtime = create_app(settings)
     runtime.worker.start()
@@ -57,6 +76,8 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
                         help="serve Slack's HTTP mode instead of Socket Mode")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
+    parser.add_argument("--demo-without-slack", action="store_true",
+                        help="play the offline demo when no Slack token is configured")
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -184,6 +205,8 @@ def _revision_args(parser: argparse.ArgumentParser) -> None:
 COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None] | None]] = [
     ("run", "Run the Slack bot (Socket Mode, or HTTP mode with --http --port N).", cmd_run,
      _run_args),
+    ("demo", "Play one simulated request end to end, offline, and print the conversation.",
+     cmd_demo, None),
     ("db upgrade", "Create or update the database schema (Alembic migrations).", cmd_db_upgrade,
      _upgrade_args),
     ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,
