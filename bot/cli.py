@@ -80,6 +80,12 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
                         help="play the offline demo when no Slack token is configured")
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.doctor import run_doctor
+
+    return 0 if run_doctor(settings) else 1
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     migrate.upgrade(engine, args.revision)
@@ -207,6 +213,8 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
      _run_args),
     ("demo", "Play one simulated request end to end, offline, and print the conversation.",
      cmd_demo, None),
+    ("doctor", "Check the set-up (database, Slack token, scopes, channels, roles, vendors) "
+     "and say how to fix it.", cmd_doctor, None),
     ("db upgrade", "Create or update the database schema (Alembic migrations).", cmd_db_upgrade,
      _upgrade_args),
     ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,

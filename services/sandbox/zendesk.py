@@ -321,6 +321,12 @@ def _listing(name: str, records: list[Record], render: Callable[[Record], Record
 
 # --- users and identities ---------------------------------------------------------------------
 
+@_route("/users/me", "GET")
+def show_me() -> Response:
+    """The authenticated agent (the API token's owner)."""
+    return _json({"user": _user(_state().user(_state().api_user_id))})
+
+
 @_route("/users/<int:user_id>", "GET")
 def show_user(user_id: int) -> Response:
     return _json({"user": _user(_state().user(user_id))})

@@ -1,0 +1,128 @@
+"""`dsr-desk doctor`: checks the set-up the way the Genesys tool does on first use, and says how
+to fix what is wrong: the database, Slack (token, scopes, channels, roles), each vendor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.settings import Settings
+from bot.wiring import ConnectorRegistry
+from services.connectors.http import VendorError
+from services.subjects import Identifier
+from storage import migrate
+from storage.db import make_engine
+from storage.models import IdentifierKind
+
+MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
+PROBE = Identifier(IdentifierKind.EMAIL, "dsr-desk-doctor@example.invalid")
+
+
+@dataclass
+class Finding:
+    ok: bool
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"[{mark}] {self.what}" + (f"\n       fix: {self.fix}" if self.fix else "")
+
+
+def check_database(settings: Settings) -> list[Finding]:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        current = migrate.is_current(engine)
+    except Exception as exc:  # noqa: BLE001 - reported, with the way out
+        return [Finding(False, f"database unreachable ({type(exc).__name__})",
+                        "check DATABASE_URL and that the server is running")]
+    finally:
+        engine.dispose()
+    if not current:
+        return [Finding(False, "database schema is not up to date", "run `dsr-desk db upgrade`")]
+    return [Finding(True, "database reachable and migrated")]
+
+
+def check_slack(settings: Settings, client: WebClient | None = None) -> list[Finding]:
+    if settings.slack_bot_token is None:
+        return [Finding(False, "SLACK_BOT_TOKEN is not set",
+                        "create the app from manifest.yml and install it (README, 'Creating "
+                        "the Slack app'); `dsr-desk demo` works without it")]
+    client = client or WebClient(token=settings.slack_bot_token.get_secret_value(),
+                                 base_url=settings.slack_api_url)
+    try:
+        auth = client.auth_test()
+    except SlackApiError as exc:
+        return [Finding(False, f"Slack refused the bot token ({exc.response.get('error')})",
+                        "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth page")]
+    findings = [Finding(True, f"Slack token works: bot {auth.get('user')} in {auth.get('team')}")]
+    granted = {s.strip() for s in auth.headers.get("x-oauth-scopes", "").split(",") if s.strip()}
+    needed = set(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])
+    missing = sorted(needed - granted)
+    findings.append(Finding(not missing, "bot scopes " + (
+        "complete" if not missing else f"missing: {', '.join(missing)}"),
+        "" if not missing else "add them under OAuth & Permissions and reinstall the app"))
+    for variable, channel in (("DSR_APPROVALS_CHANNEL", settings.approvals_channel),
+                              ("DSR_DIGEST_CHANNEL", settings.digest_channel)):
+        if not channel:
+            findings.append(Finding(variable == "DSR_DIGEST_CHANNEL", f"{variable} not set",
+                                    "set it to a channel id (C...)"))
+            continue
+        try:
+            info = client.conversations_info(channel=channel)["channel"]
+        except SlackApiError as exc:
+            findings.append(Finding(False, f"{variable} {channel}: {exc.response.get('error')}",
+                                    "use the channel's id (channel details, bottom)"))
+            continue
+        member = info.get("is_member", False)
+        findings.append(Finding(member, f"{variable} #{info.get('name', channel)}"
+                                + (" (the bot is a member)" if member else ": the bot is not in it"),
+                                "" if member else f"invite the bot: /invite @dsr-desk in {channel}"))
+    approvers = settings.role_ids("approvers")
+    enough = len(approvers) >= 2
+    findings.append(Finding(enough, f"{len(approvers)} approver id(s) configured",
+                            "" if enough else "set DSR_APPROVERS to at least two people or a "
+                            "user group: requesters may not approve their own requests"))
+    return findings
+
+
+def check_vendors(settings: Settings, registry: ConnectorRegistry) -> list[Finding]:
+    findings = []
+    configured = {
+        "genesys": bool(settings.genesys_client_id and settings.genesys_client_secret),
+        "zendesk": bool(settings.zendesk_base_url and settings.zendesk_api_token),
+    }
+    hints = {"genesys": "the OAuth client needs gdpr:request:add, gdpr:request:view and "
+                        "gdpr:subject:view (Admin > OAuth); check GENESYS_REGION",
+             "zendesk": "use an admin's email and API token (Admin Center > Apps and "
+                        "integrations > Zendesk API); check ZENDESK_SUBDOMAIN"}
+    for system, ready in configured.items():
+        if not ready:
+            findings.append(Finding(True, f"{system}: not configured, simulation only"))
+            continue
+        try:
+            registry(system, False).search_subjects([PROBE])
+        except (VendorError, httpx.HTTPError) as exc:
+            findings.append(Finding(False, f"{system}: {exc}", hints[system]))
+            continue
+        findings.append(Finding(True, f"{system}: credentials work, subject search allowed"))
+    return findings
+
+
+def run_doctor(settings: Settings, out: Callable[[str], None] = print,
+               client: WebClient | None = None) -> bool:
+    registry = ConnectorRegistry(settings)
+    findings = [*check_database(settings), *check_slack(settings, client),
+                *check_vendors(settings, registry)]
+    registry.client.close()
+    for finding in findings:
+        out(finding.line())
+    failed = [f for f in findings if not f.ok]
+    out(f"\n{len(findings) - len(failed)} of {len(findings)} checks passed.")
+    return not failed

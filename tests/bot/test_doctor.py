@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.doctor import run_doctor
+from bot.settings import Settings
+from bot.slack_standin import SlackStandIn
+from services.sandbox.genesys import GenesysSandbox
+from services.sandbox.server import serve
+from services.sandbox.zendesk import ZendeskSandbox
+from storage import migrate
+from storage.db import make_engine
+
+
+@pytest.fixture
+def servers():
+    with serve(SlackStandIn(bot_token="xoxb-doc").wsgi) as slack, \
+            serve(GenesysSandbox(people=2).wsgi) as genesys, \
+            serve(ZendeskSandbox(people=2).wsgi) as zendesk:
+        yield slack.url, genesys.url, zendesk.url
+
+
+def settings(tmp_path, servers, **overrides) -> Settings:
+    slack, genesys, zendesk = servers
+    values = dict(
+        DSR_DATA_DIR=str(tmp_path), SLACK_BOT_TOKEN="xoxb-doc", SLACK_API_URL=f"{slack}/api/",
+        DSR_APPROVALS_CHANNEL="C0APPROVALS", DSR_DIGEST_CHANNEL="C0DIGEST",
+        DSR_APPROVERS="U1 S0LEADS", GENESYS_API_URL=genesys, GENESYS_LOGIN_URL=genesys,
+        GENESYS_CLIENT_ID="sandbox-client", GENESYS_CLIENT_SECRET="sandbox-secret",
+        ZENDESK_URL=zendesk, ZENDESK_EMAIL="agent@example.com", ZENDESK_API_TOKEN="sandbox-token")
+    values.update(overrides)
+    return Settings(**values)
+
+
+def test_a_good_setup_passes_every_check(tmp_path, servers) -> None:
+    config = settings(tmp_path, servers)
+    migrate.upgrade(make_engine(config.effective_database_url))
+    lines: list[str] = []
+    assert run_doctor(config, lines.append), "\n".join(lines)
+    report = "\n".join(lines)
+    assert "[ok  ] database reachable and migrated" in report
+    assert "bot scopes complete" in report
+    assert "genesys: credentials work" in report and "zendesk: credentials work" in report
+    assert "FAIL" not in report
+
+
+def test_problems_are_named_with_their_fix(tmp_path, servers) -> None:
+    config = settings(tmp_path, servers, ZENDESK_API_TOKEN="wrong-token",
+                      GENESYS_CLIENT_SECRET="wrong-secret", DSR_APPROVERS="U1",
+                      SLACK_BOT_TOKEN="xoxb-wrong")
+    lines: list[str] = []
+    assert not run_doctor(config, lines.append)
+    report = "\n".join(lines)
+    assert "[FAIL] database schema is not up to date" in report and "dsr-desk db upgrade" in report
+    assert "Slack refused the bot token (invalid_auth)" in report
+    assert "zendesk: Zendesk Support refused GET: GET /api/v2/users/search answered 401" in report
+    assert "genesys:" in report and "gdpr:subject:view" in report
+    assert "wrong-token" not in report and "wrong-secret" not in report
