@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 SessionFactory = sessionmaker[Session]
+WRITE_OPTION = "dsr_writes"
 
 
 def make_engine(url: str, **kwargs: object) -> sa.Engine:
@@ -37,9 +38,11 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a transaction that reads, then writes, can
-        # never fail half-way with "database is locked" because another writer slipped in.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work (`transaction()`) takes the write lock up front with IMMEDIATE, so a
+        # transaction that reads, then writes, never fails half-way with "database is locked".
+        # Plain reads begin DEFERRED and never wait for writers (WAL).
+        writes = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
     return engine
 
@@ -52,4 +55,5 @@ def make_session_factory(engine: sa.Engine) -> SessionFactory:
 def transaction(factory: SessionFactory) -> Iterator[Session]:
     """One unit of work: commits when the block ends, rolls back if it raises."""
     with factory() as session, session.begin():
+        session.connection(execution_options={WRITE_OPTION: True})
         yield session
