@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from slack_bolt import App
@@ -106,6 +107,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     app = App(
         client=client,
+        # bolt answers Slack once a listener acks, then finishes the listener on this pool;
+        # its default of 5 threads would make acks queue behind slow work in a burst of clicks.
+        listener_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="dsr-listener"),
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
     )
