@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench.zendesk_erasure
+	$(BIN)/python -m bench.slack_ack
 
 clean:
 	rm -rf $(VENV) .pytest_cache
