@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 
 from handlers import actions, commands, home, modals
 from handlers.deps import Deps
 
 
 def register_handlers(app: App, deps: Deps) -> None:
+    @app.middleware
+    def once_per_event(body: dict, next) -> BoltResponse | None:  # noqa: ANN001, A002
+        """Slack redelivers events it thinks were missed: each event id is handled once."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not deps.service.first_delivery(event_id):
+            return BoltResponse(status=200, body="")
+        return next()
+
     commands.register(app, deps)
     modals.register(app, deps)
     actions.register(app, deps)

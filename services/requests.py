@@ -34,6 +34,7 @@ from storage.models import (
     RequestStatus,
     RequestSystem,
     RequestType,
+    SlackEvent,
     SubjectIdentifier,
 )
 from storage.queries import get_jurisdiction, get_request
@@ -196,6 +197,15 @@ class RequestService:
                 or self.policy.is_manager(actor)
             self.policy.require(allowed, f"retry {request.reference}")
             return engine.retry(session, request, actor=actor, at=self.clock.now())
+
+    def first_delivery(self, event_id: str) -> bool:
+        """True the first time an Events API event id is seen, on any replica."""
+        try:
+            with transaction(self.sessions) as session:
+                session.add(SlackEvent(event_id=event_id[:64], received_at=self.clock.now()))
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     def set_thread(self, ref: str | int, *, channel: str, ts: str) -> None:
         with transaction(self.sessions) as session:

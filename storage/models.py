@@ -239,3 +239,12 @@ class AuditChainHead(SQLModel, table=True):
     last_seq: int = 0
     last_hash: str = Field(max_length=64)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SlackEvent(SQLModel, table=True):
+    """Events API deliveries already handled: Slack redelivers what it thinks was missed."""
+
+    __tablename__ = "slack_event"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime)

@@ -16,6 +16,7 @@ from storage.models import AuditChainHead, Jurisdiction
 TABLES = {
     "alembic_version", "jurisdiction", "dsr_request", "subject_identifier", "request_system",
     "approval", "execution_step", "step_attempt", "reminder", "audit_event", "audit_chain_head",
+    "slack_event",
 }
 
 
