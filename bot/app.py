@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -76,7 +76,6 @@ class Runtime:
     worker: BackgroundWorker
     registry: ConnectorRegistry
     deps: Deps
-    extras: dict[str, object] = field(default_factory=dict)
 
     def close(self) -> None:
         self.worker.stop()

@@ -17,14 +17,11 @@ def publish_home(deps: Deps, client: WebClient, user: str) -> None:
     today = service.today()
     has_role = service.policy.is_requester(user)
     if has_role:
-        open_all = service.open_requests(limit=200)
         view = home_view(
             mine=service.open_requests(requester=user),
             awaiting=service.awaiting(user),
-            due_soon=[r for r in open_all
-                      if today <= r.effective_due_on <= today + timedelta(days=7)],
-            overdue=[r for r in open_all if r.effective_due_on < today],
-            today=today, has_role=True)
+            due_soon=service.open_requests(due_from=today, due_before=today + timedelta(days=8)),
+            overdue=service.open_requests(due_before=today), today=today, has_role=True)
     else:
         view = home_view(mine=[], awaiting=[], due_soon=[], overdue=[], today=today,
                          has_role=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -261,16 +260,19 @@ class RequestService:
                     DsrRequest.id.not_in(decided),
                 ).order_by(DsrRequest.due_on).limit(20)))
 
-    def open_requests(self, *, requester: str | None = None, due_before: date | None = None,
-                      limit: int = 20) -> list[DsrRequest]:
+    def open_requests(self, *, requester: str | None = None, due_from: date | None = None,
+                      due_before: date | None = None, limit: int = 20) -> list[DsrRequest]:
+        """Requests not yet finished, soonest deadline first; optionally due in [from, before)."""
+        due = sa.func.coalesce(DsrRequest.extended_due_on, DsrRequest.due_on)
         query = select(DsrRequest).where(DsrRequest.status.not_in(TERMINAL))
         if requester:
             query = query.where(DsrRequest.requester_slack_id == requester)
+        if due_from:
+            query = query.where(due >= due_from)
         if due_before:
-            query = query.where(sa.func.coalesce(DsrRequest.extended_due_on, DsrRequest.due_on)
-                                < due_before)
+            query = query.where(due < due_before)
         with self.sessions() as session:
-            return list(session.exec(query.order_by(DsrRequest.due_on).limit(limit)))
+            return list(session.exec(query.order_by(due).limit(limit)))
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.zone).date()
@@ -306,7 +308,3 @@ class RequestService:
 def _start_of(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=zone)
 
-
-def matches_from(records: Sequence[Mapping[str, Any]], system: str) -> list[SubjectMatch]:
-    return [SubjectMatch(system, r["record_id"], r.get("label", ""), r.get("details") or {})
-            for r in records]

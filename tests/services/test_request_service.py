@@ -152,3 +152,14 @@ def test_list_filters_and_awaiting(service) -> None:
     assert [r.reference for r in service.awaiting("U_APPROVER1")] == [access]
     assert {r.reference for r in service.awaiting("U_APPROVER2")} == {access, erasure}
     assert service.awaiting("U_REQUESTER") == []
+
+
+def test_open_requests_by_deadline_window(service) -> None:
+    first = pending(service)  # received 2 March: due 2 April
+    service.clock.advance(days=20)
+    second = pending(service)  # due 22 April
+    service.cancel(pending(service), actor="U_REQUESTER", reason="duplicate")
+    assert [r.reference for r in service.open_requests()] == [first, second]
+    assert [r.reference for r in service.open_requests(due_before=date(2026, 4, 3))] == [first]
+    assert [r.reference for r in service.open_requests(due_from=date(2026, 4, 3))] == [second]
+    assert service.open_requests(requester="U_OTHER") == []
