@@ -127,7 +127,9 @@ def _play(t: Transcript, runtime: Any, slack: SlackStandIn, driver: SlackDriver)
     t.say(PEOPLE["U0MARCO"], "clicks [Approve]")
     driver.click("U0MARCO", message, Action.APPROVE, APPROVALS)
     detail = _wait(lambda: (d := runtime.service.detail(reference, viewer=None)).request.status
-                   in ("completed", "needs_attention", "rejected") and d)
+                   in ("completed", "needs_attention") and d)
+    # The notices follow the status change: wait for the one to the requester.
+    _wait(lambda: any(reference in m["text"] for m in slack.messages("U0PRIYA")))
     for reply in slack.thread(APPROVALS, message["ts"])[1:]:
         t.say("DSR Desk in the thread", reply["text"])
     for dm in slack.messages("U0PRIYA"):
