@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.directory import SlackDirectory
+from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
 from bot.settings import Settings
 from bot.wiring import ConnectorRegistry
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     app = App(
         client=client,
+        logger=bolt_logger(),
         # bolt answers Slack once a listener acks, then finishes the listener on this pool;
         # its default of 5 threads would make acks queue behind slow work in a burst of clicks.
         listener_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="dsr-listener"),

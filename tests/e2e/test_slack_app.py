@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from urllib.parse import quote
 
 from sqlmodel import select
 
@@ -194,3 +196,13 @@ def test_a_redelivered_event_is_handled_once(world: World) -> None:
     time.sleep(0.3)
     assert len([c for c in world.slack.calls_to("views.publish")
                 if c.args.get("user_id") == "U_APP3"]) == 1
+
+
+def test_payloads_never_reach_the_logs(world: World, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    stray = {"type": "view_submission", "user": {"id": "U_REQ"}, "team": {"id": "T0STANDIN"},
+             "view": {"id": "V1", "type": "modal", "callback_id": "not_ours", "state": {"values": {
+                 "x": {"value": {"type": "plain_text_input", "value": "jane.doe@example.com"}}}}}}
+    world.driver.send("payload=" + quote(json.dumps(stray)))
+    assert "Unhandled request ({…payload withheld…})" in caplog.text
+    assert "jane.doe@example.com" not in caplog.text

@@ -1,0 +1,24 @@
+"""Logging that cannot leak a subject's data: bolt quotes whole request payloads in some
+warnings (an unhandled request, a missing ack), and payloads hold what people typed."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PAYLOAD = re.compile(r"\{.*\}", re.DOTALL)
+
+
+class RedactPayloads(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "{" in message:
+            record.msg, record.args = _PAYLOAD.sub("{…payload withheld…}", message), ()
+        return True
+
+
+def bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("dsr_desk.slack")
+    if not any(isinstance(f, RedactPayloads) for f in logger.filters):
+        logger.addFilter(RedactPayloads())
+    return logger
