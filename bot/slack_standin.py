@@ -56,13 +56,16 @@ class SlackStandIn:
     calls allowed per minute. `clock` (epoch seconds) drives ts, trigger expiry and rate limits.
     """
 
-    def __init__(self, *, bot_token: str = "xoxb-standin", team_id: str = "T0STANDIN",
+    def __init__(self, *, bot_token: str = "xoxb-standin", app_token: str = "xapp-standin",
+                 team_id: str = "T0STANDIN",
                  bot_user_id: str = "U0DSRBOT", users: dict[str, dict[str, Any]] | None = None,
                  usergroups: dict[str, list[str]] | None = None,
                  channels: dict[str, dict[str, Any]] | None = None,
                  rate_limits: dict[str, int] | None = None,
                  clock: Callable[[], float] = time.time, seed: int = 0) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        self.socket_url: str | None = None  # set to a SocketModeStandIn's url for Socket Mode
         self.rate_limits = dict(rate_limits or {})
         self.clock = clock
         self._state = SlackState(team_id=team_id, bot_user_id=bot_user_id, users=dict(users or {}),
@@ -212,6 +215,10 @@ class SlackStandIn:
             call = Call(method, self._recorded(args), self.clock())
             self._calls.append(call)
             try:
+                if method == "apps.connections.open":  # Socket Mode: the app-level token
+                    if token != self.app_token or not self.socket_url:
+                        raise SlackError("invalid_auth")
+                    return _json({"ok": True, "url": self.socket_url})
                 handler = METHODS.get(method)
                 if handler is None:
                     call.error = "unknown_method"
