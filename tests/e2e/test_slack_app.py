@@ -206,3 +206,17 @@ def test_payloads_never_reach_the_logs(world: World, caplog) -> None:
     world.driver.send("payload=" + quote(json.dumps(stray)))
     assert "Unhandled request ({…payload withheld…})" in caplog.text
     assert "jane.doe@example.com" not in caplog.text
+
+
+def test_search_answers_ephemerally_after_the_ack(world: World) -> None:
+    email = world.emails()[4]
+    first = world.driver.command("U_REQ", f"search {email}").json()
+    assert "Searching" in first["text"]
+    result = wait_for(lambda: [e for e in world.slack.ephemerals("U_REQ")
+                               if "Results for" in e["text"]], what="the results")[0]
+    text = json.dumps(result["blocks"])
+    assert "*zendesk* (simulation)" in text and "*genesys* (simulation)" in text
+    assert "no match" not in text.split("*genesys*")[0]  # found in Zendesk
+    assert email not in result["text"]  # the notification text is masked
+    refused = world.driver.command("U_NOBODY", f"search {email}").json()
+    assert "not allowed to search" in refused["text"]
