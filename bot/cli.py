@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from bot.logs import configure_logging
 from bot.settings import Settings, load_settings
 from services import audit
 from services.errors import ConfigurationError, DsrError
@@ -261,9 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level)
         return args.func(args, settings)
     except DsrError as exc:
         print(f"dsr-desk: {exc}", file=sys.stderr)

@@ -22,3 +22,14 @@ def bolt_logger() -> logging.Logger:
     if not any(isinstance(f, RedactPayloads) for f in logger.filters):
         logger.addFilter(RedactPayloads())
     return logger
+
+
+# Libraries that log every request's full URL at INFO: vendor search URLs carry emails and
+# phone numbers in their query strings, so they only speak up for warnings.
+URL_LOGGERS = ("httpx", "httpcore", "urllib3", "slack_sdk", "alembic.runtime.migration")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

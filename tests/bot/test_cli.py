@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,12 @@ def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_demo_logs_no_personal_data(tmp_path) -> None:
+    result = dsr_desk("demo", cwd=tmp_path, env={"DSR_LOG_LEVEL": "INFO"})
+    assert result.returncode == 0, result.stderr
+    email = re.search(r"subject_emails=(\S+),", result.stdout).group(1)
+    log_lines = [line for line in (result.stdout + result.stderr).splitlines()
+                 if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line)]
+    assert not [line for line in log_lines if email in line or "%40" in line]
