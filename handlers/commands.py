@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from datetime import date
 from typing import Any
@@ -18,8 +17,7 @@ from services.errors import InvalidRequest
 from services.requests import RequestFilter
 from services.subjects import Identifier, mask
 from storage.models import IdentifierKind, RequestStatus, RequestType
-
-REFERENCE = re.compile(r"^(DSR-?\d+|\d+)$", re.IGNORECASE)
+from storage.queries import parse_reference
 
 
 def parse_filters(words: list[str], user: str) -> RequestFilter:
@@ -79,7 +77,7 @@ def register(app: App, deps: Deps) -> None:
             return
         if word in ("show", "extend", "cancel"):
             ref, _, reason = rest.partition(" ")
-            if not REFERENCE.match(ref):
+            if parse_reference(ref) is None:
                 ack(response_type="ephemeral", text="Which request?", blocks=as_dicts(help_blocks(
                     f"`/dsr {word}` needs a reference such as DSR-000042.")))
                 return
