@@ -49,7 +49,8 @@ def run(tickets: int, rpm: int, workdir: Path) -> dict[str, float]:
     factory = make_session_factory(engine)
     clock = ManualClock(datetime.now(UTC))
     with serve(sandbox.wsgi) as server:
-        settings = Settings(DSR_DATA_DIR=str(workdir), DSR_SANDBOX_ZENDESK_URL=server.url)
+        settings = Settings(_env_file=None, DSR_DATA_DIR=str(workdir),
+                            DSR_SANDBOX_ZENDESK_URL=server.url)
         registry = ConnectorRegistry(settings, poll_seconds=0,
                                      limits=Limits(requests_per_minute=rpm))
         request_id = file_request(factory, registry, clock, RequestType.ERASURE, EMAIL,

@@ -73,6 +73,7 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> str:
             user: {"real_name": name} for user, name in PEOPLE.items()})
         slack_server = server.start(slack.wsgi)
         settings = Settings(
+            _env_file=None,  # the demo touches nothing real, whatever .env holds
             DATABASE_URL=database, DSR_DATA_DIR=str(base), SLACK_BOT_TOKEN="xoxb-demo",
             SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack_server.url}/api/",
             DSR_REQUESTERS="U0PRIYA", DSR_APPROVERS="U0MARCO", DSR_APPROVALS_CHANNEL=APPROVALS,

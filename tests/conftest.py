@@ -29,7 +29,15 @@ SKIP_REASON = "DSR_TEST_POSTGRES_URL is not set: PostgreSQL variant not run"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+HERMETIC_KEEP = {"DSR_TEST_POSTGRES_URL", "DSR_REQUIRE_POSTGRES"}
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # Tests never see a developer's real credentials or database: only what they set.
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "GENESYS_", "ZENDESK_", "DSR_", "DATABASE_URL")) \
+                and name not in HERMETIC_KEEP:
+            del os.environ[name]
     if POSTGRES_REQUIRED and not POSTGRES_URL:
         raise pytest.UsageError(
             "CI needs PostgreSQL: set DSR_TEST_POSTGRES_URL (see .ci/run)."

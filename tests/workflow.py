@@ -23,7 +23,7 @@ FAST = Limits(attempts=12, backoff_base=0.001, backoff_max=0.01)
 def registry(tmp_path, **settings) -> ConnectorRegistry:
     values = {"DSR_DATA_DIR": str(tmp_path), "DSR_SANDBOX_PEOPLE": 6, "DSR_POLL_SECONDS": 1,
               **settings}
-    return ConnectorRegistry(Settings(**values), sleep=lambda s: None, limits=FAST)
+    return ConnectorRegistry(Settings(_env_file=None, **values), sleep=lambda s: None, limits=FAST)
 
 
 def file_request(session_factory: SessionFactory, connectors, clock, kind: RequestType,

@@ -29,7 +29,7 @@ def settings(tmp_path, servers, **overrides) -> Settings:
         GENESYS_CLIENT_ID="sandbox-client", GENESYS_CLIENT_SECRET="sandbox-secret",
         ZENDESK_URL=zendesk, ZENDESK_EMAIL="agent@example.com", ZENDESK_API_TOKEN="sandbox-token")
     values.update(overrides)
-    return Settings(**values)
+    return Settings(_env_file=None, **values)  # never a developer's .env
 
 
 def test_a_good_setup_passes_every_check(tmp_path, servers) -> None:

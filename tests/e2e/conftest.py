@@ -45,6 +45,7 @@ def world(database_url, tmp_path):
     slack = SlackStandIn(bot_token="xoxb-e2e")
     slack_server = server.start(slack.wsgi)
     settings = Settings(
+        _env_file=None,  # never a developer's real credentials
         DATABASE_URL=database_url, DSR_DATA_DIR=str(tmp_path), SLACK_BOT_TOKEN="xoxb-e2e",
         SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack_server.url}/api/",
         DSR_REQUESTERS="U_REQ", DSR_APPROVERS=" ".join(["U_REQ", *APPROVERS]),

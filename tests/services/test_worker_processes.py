@@ -74,7 +74,7 @@ def add_victim(sandbox: ZendeskSandbox) -> None:
 
 
 def connectors_for(url: str, tmp_path: Path) -> ConnectorRegistry:
-    settings = Settings(DSR_DATA_DIR=str(tmp_path), DSR_SANDBOX_ZENDESK_URL=url)
+    settings = Settings(_env_file=None, DSR_DATA_DIR=str(tmp_path), DSR_SANDBOX_ZENDESK_URL=url)
     return ConnectorRegistry(settings, sleep=lambda s: None, limits=FAST, poll_seconds=0)
 
 
