@@ -29,24 +29,24 @@ class SlackNotifier:
         marker = " _(simulation)_" if event.simulation else ""
         text = f"{ICONS.get(event.kind, '•')} {event.text}{marker}"
         try:
-            request = self.deps.service.detail(event.request_id, viewer=None).request
+            if event.kind in ("request.needs_attention", "request.completed", "request.started"):
+                # These change the request's status: its message shows it, and is re-read.
+                request = refresh_request_message(self.deps, self.client, event.reference)
+            else:
+                request = self.deps.service.get(event.request_id)
             if event.kind == "request.needs_attention":
                 blocks = as_dicts([section(text), retry_actions(request)])
-                post_in_thread(self.deps, self.client, event.reference, text, blocks)
+                post_in_thread(self.client, request, text, blocks)
                 self._tell_requester(request.requester_slack_id,
                                      f":warning: {event.reference} needs attention: {event.text}",
                                      blocks)
-                refresh_request_message(self.deps, self.client, event.reference)
             elif event.kind == "request.completed":
-                post_in_thread(self.deps, self.client, event.reference, text)
-                refresh_request_message(self.deps, self.client, event.reference)
+                post_in_thread(self.client, request, text)
                 self._tell_requester(request.requester_slack_id,
                                      f":tada: {event.reference} is completed{marker}. "
                                      f"`/dsr show {event.reference}` has every step.")
             else:
-                post_in_thread(self.deps, self.client, event.reference, text)
-                if event.kind == "request.started":
-                    refresh_request_message(self.deps, self.client, event.reference)
+                post_in_thread(self.client, request, text)
         except SlackApiError as exc:
             log.error("could not post %s for %s: %s", event.kind, event.reference,
                       exc.response.get("error"))

@@ -23,13 +23,13 @@ def register(app: App, deps: Deps) -> None:
         ack()
         user, reference = body["user"]["id"], action["value"]
         decision = service.decide(reference, approver=user, approve=True)
-        refresh_request_message(deps, client, reference)
+        request = refresh_request_message(deps, client, reference)
         if decision.decided:
-            post_in_thread(deps, client, reference,
+            post_in_thread(client, request,
                            f":white_check_mark: Approved by <@{user}>; execution starts now.")
             deps.wake_worker()
         else:
-            post_in_thread(deps, client, reference, f":white_check_mark: <@{user}> approved "
+            post_in_thread(client, request, f":white_check_mark: <@{user}> approved "
                            f"({decision.approvals} of {decision.required}).")
 
     @app.action(Action.REJECT)
@@ -48,8 +48,8 @@ def register(app: App, deps: Deps) -> None:
         ack()
         user, reference = body["user"]["id"], action["value"]
         count = service.retry(reference, actor=user)
-        refresh_request_message(deps, client, reference)
-        post_in_thread(deps, client, reference,
+        request = refresh_request_message(deps, client, reference)
+        post_in_thread(client, request,
                        f":arrows_counterclockwise: <@{user}> retried {count} failed step(s).")
         deps.wake_worker()
         respond(text=f"Retrying {count} step(s) of {reference}.", response_type="ephemeral",

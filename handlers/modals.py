@@ -23,7 +23,7 @@ from handlers.views.request import (
 from services.errors import DsrError, InvalidRequest
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
-from storage.models import IdentifierKind, RequestType
+from storage.models import DsrRequest, IdentifierKind, RequestType
 
 log = logging.getLogger("dsr_desk.handlers")
 NEW_VALUE_KINDS = {"name": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
@@ -158,9 +158,8 @@ def register(app: App, deps: Deps) -> None:
             ack(response_action="errors", errors={Block.REASON: str(exc)[:150]})
             return
         ack()
-        refresh_request_message(deps, client, decision.request.reference)
-        post_in_thread(deps, client, decision.request.reference,
-                       f":no_entry: Rejected by <@{body['user']['id']}>: {reason}")
+        request = refresh_request_message(deps, client, decision.request.reference)
+        post_in_thread(client, request, f":no_entry: Rejected by <@{body['user']['id']}>: {reason}")
 
 
 def _show_matches(deps: Deps, client: WebClient, view_id: str, reference: str) -> None:
@@ -204,8 +203,9 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
             f":warning: {reference} was not sent for approval: {message[:500]}").to_dict())
 
 
-def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> None:
-    """Re-render the request's message in the approvals channel (status, approvals, buttons)."""
+def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> DsrRequest:
+    """Re-render the request's message in the approvals channel (status, approvals, buttons);
+    returns the request as it is now."""
     detail = deps.service.detail(reference, viewer=None)
     request = detail.request
     if request.channel_id and request.thread_ts:
@@ -214,11 +214,11 @@ def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> No
                            blocks=as_dicts(approval_message(
                                detail, deps.required_approvals(request.type),
                                deps.service.today())))
+    return request
 
 
-def post_in_thread(deps: Deps, client: WebClient, reference: str, text: str,
+def post_in_thread(client: WebClient, request: DsrRequest, text: str,
                    blocks: list[dict] | None = None) -> None:
-    request = deps.service.detail(reference, viewer=None).request
     if request.channel_id and request.thread_ts:
         client.chat_postMessage(channel=request.channel_id, thread_ts=request.thread_ts,
                                 text=text, blocks=blocks)

@@ -214,6 +214,11 @@ class RequestService:
 
     # Reading
 
+    def get(self, ref: str | int) -> DsrRequest:
+        """The request alone, for the app's own use (threads, notices)."""
+        with self.sessions() as session:
+            return self._get(session, ref)
+
     def detail(self, ref: str | int, *, viewer: str | None) -> RequestDetail:
         """The request with everything about it; `viewer=None` for the app's own use."""
         if viewer is not None:

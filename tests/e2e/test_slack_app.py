@@ -59,7 +59,7 @@ def current(world: World, channel: str, ts: str) -> dict:
 
 
 def status(world: World, reference: str) -> RequestStatus:
-    return world.runtime.service.detail(reference, viewer=None).request.status
+    return world.runtime.service.get(reference).status
 
 
 def test_request_from_intake_to_completion(world: World) -> None:
