@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from bot.app import create_app
 from bot.http import wsgi_app
 from bot.settings import Settings
-from bot.slack_driver import SlackDriver
+from bot.slack_driver import SlackDriver, form_state, tick_everything
 from bot.slack_standin import SlackStandIn
 from handlers.ids import Action, Block, Callback
 from services.sandbox import server
@@ -108,7 +108,7 @@ def _play(t: Transcript, runtime: Any, slack: SlackStandIn, driver: SlackDriver)
             Block.SYSTEMS: ["zendesk", "genesys"], Block.VERIFICATION: "Reply from the address on file"}
     t.say(PEOPLE["U0PRIYA"], "fills in: " + ", ".join(
         f"{k}={', '.join(v) if isinstance(v, list) else v}" for k, v in form.items()))
-    answer = driver.submit("U0PRIYA", intake, _values(form)).json()
+    answer = driver.submit("U0PRIYA", intake, form_state(form)).json()
     reference = answer["view"]["private_metadata"]
     matches = _wait(lambda: next((v for v in slack.views().values()
                                   if v.get("callback_id") == Callback.CONFIRM_MATCHES), None))
@@ -116,11 +116,8 @@ def _play(t: Transcript, runtime: Any, slack: SlackStandIn, driver: SlackDriver)
         [b for b in matches["blocks"] if b["type"] != "input"]) + "\n" + "\n".join(
         f"[ ] {o['text']['text']} ({o.get('description', {}).get('text', '')})"
         for b in matches["blocks"] if b["type"] == "input" for o in b["element"]["options"]))
-    ticked = {b["block_id"]: {Action.PICK_MATCHES: {"type": "checkboxes", "selected_options": [
-        {"value": o["value"]} for o in b["element"]["options"]]}}
-        for b in matches["blocks"] if b["type"] == "input"}
     t.say(PEOPLE["U0PRIYA"], "ticks every match and clicks [Send for approval]")
-    driver.submit("U0PRIYA", matches, ticked)
+    driver.submit("U0PRIYA", matches, tick_everything(matches))
     message = _wait(lambda: next((m for m in slack.messages(APPROVALS)
                                   if reference in json.dumps(m["blocks"])), None))
     t.say(f"DSR Desk in #{APPROVALS}", _text_of(message["blocks"]))
@@ -140,15 +137,3 @@ def _play(t: Transcript, runtime: Any, slack: SlackStandIn, driver: SlackDriver)
           "SLACK_APP_TOKEN (README: 'Creating the Slack app').")
     return str(detail.request.status)
 
-
-def _values(fields: dict[str, Any]) -> dict[str, Any]:
-    values = {}
-    for block, value in fields.items():
-        if block in (Block.TYPE, Block.JURISDICTION):
-            element = {"type": "static_select", "selected_option": {"value": value}}
-        elif isinstance(value, list):
-            element = {"type": "checkboxes", "selected_options": [{"value": v} for v in value]}
-        else:
-            element = {"type": "plain_text_input", "value": value}
-        values[str(block)] = {str(Action.INPUT): element}
-    return values

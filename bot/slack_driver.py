@@ -14,6 +14,34 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 
 from bot.slack_standin import SlackStandIn
+from handlers.ids import Action, Block
+
+SELECTS = (Block.TYPE, Block.JURISDICTION)
+
+
+def form_state(fields: dict[str, Any]) -> dict[str, Any]:
+    """The intake form's `state.values` as Slack sends them: select menus for type and
+    jurisdiction, checkboxes for lists, a date picker for the receipt date, text otherwise."""
+    values = {}
+    for block, value in fields.items():
+        if block in SELECTS:
+            element = {"type": "static_select", "selected_option": {"value": value}}
+        elif isinstance(value, list):
+            element = {"type": "checkboxes", "selected_options": [{"value": v} for v in value]}
+        elif block == Block.RECEIVED:
+            element = {"type": "datepicker", "selected_date": value}
+        else:
+            element = {"type": "plain_text_input", "value": value}
+        values[str(block)] = {str(Action.INPUT): element}
+    return values
+
+
+def tick_everything(view: dict[str, Any]) -> dict[str, Any]:
+    """The `state.values` of a matches modal with every match ticked."""
+    return {block["block_id"]: {Action.PICK_MATCHES: {
+        "type": "checkboxes",
+        "selected_options": [{"value": o["value"]} for o in block["element"]["options"]]}}
+        for block in view["blocks"] if block.get("block_id", "").startswith("matches:")}
 
 
 class SlackDriver:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from sqlmodel import select
 
+from bot.slack_driver import tick_everything
 from handlers.ids import Action, Block, Callback
 from storage.models import Approval, AuditEvent, DsrRequest, RequestStatus
 from tests.e2e.conftest import World, wait_for
@@ -41,10 +42,7 @@ def file_request(world: World, email: str, systems=("zendesk", "genesys"),
                                      if v.get("callback_id") == Callback.CONFIRM_MATCHES
                                      and v.get("private_metadata") == reference), None),
                        what="the matches")
-    ticked = {block["block_id"]: {Action.PICK_MATCHES: {
-        "type": "checkboxes",
-        "selected_options": [{"value": o["value"]} for o in block["element"]["options"]]}}
-        for block in matches["blocks"] if block.get("block_id", "").startswith("matches:")}
+    ticked = tick_everything(matches)
     assert set(ticked) == {f"matches:{system}" for system in systems}
     assert world.driver.submit("U_REQ", matches, ticked).status_code == 200
     message = wait_for(lambda: next((m for m in world.slack.messages(APPROVALS)
