@@ -27,7 +27,6 @@ from services.policy import Policy
 from services.requests import RequestService
 from storage import migrate
 from storage.db import make_engine, make_session_factory
-from storage.models import RequestType
 from storage.queries import list_jurisdictions
 
 log = logging.getLogger("dsr_desk")
@@ -130,8 +129,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     holder: dict[str, BackgroundWorker] = {}
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
-                wake_worker=lambda: holder["worker"].wake(),
-                required_approvals=lambda t: policy.required_approvals(RequestType(t)))
+                wake_worker=lambda: holder["worker"].wake())
     exports = settings.data_dir / "exports"
     worker = Worker(sessions, registry,
                     lambda request, system: DirectorySink(exports / request.reference),

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.errors import DsrError
 from services.requests import RequestService
-from storage.models import Jurisdiction
+from storage.models import Jurisdiction, RequestType
 
 log = logging.getLogger("dsr_desk.handlers")
 
@@ -23,7 +23,9 @@ class Deps:
     live_systems: set[str]  # systems with real credentials; the others search their stand-ins
     jurisdictions: Callable[[], list[Jurisdiction]]
     wake_worker: Callable[[], None]
-    required_approvals: Callable[[str], int]
+
+    def required_approvals(self, request_type: str) -> int:
+        return self.service.policy.required_approvals(RequestType(request_type))
 
 
 def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:

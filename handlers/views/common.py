@@ -11,6 +11,7 @@ from services.subjects import Identifier, mask
 from storage.models import DsrRequest, IdentifierPurpose, RequestStatus, SubjectIdentifier
 
 SECTION_LIMIT = 3000
+LIST_SECTION_LINES = 15  # one-line summaries per section: 15 stay under SECTION_LIMIT
 STATUS_LABELS = {
     RequestStatus.RECEIVED: ":mag: matching records",
     RequestStatus.PENDING_APPROVAL: ":hourglass: awaiting approval",
@@ -67,5 +68,3 @@ def one_line(request: DsrRequest, today: date | None = None) -> str:
 
 def as_dicts(blocks: Sequence[Block]) -> list[dict]:
     return [b.to_dict() for b in blocks]
-
-list_section_limit = 15  # lines per section: 15 one-liners stay under 3,000 characters

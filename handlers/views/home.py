@@ -9,14 +9,14 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 from slack_sdk.models.views import View
 
 from handlers.ids import Action
-from handlers.views.common import context, list_section_limit, one_line, section
+from handlers.views.common import LIST_SECTION_LINES, context, one_line, section
 from storage.models import DsrRequest
 
 
 def _group(title: str, requests: Sequence[DsrRequest], today: date) -> list[Block]:
     if not requests:
         return [section(f"*{title}*\n_none_")]
-    lines = "\n".join(one_line(r, today) for r in requests[:list_section_limit])
+    lines = "\n".join(one_line(r, today) for r in requests[:LIST_SECTION_LINES])
     return [section(f"*{title}*\n{lines}")]
 
 
