@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_demo(args, settings)
     check_slack_settings(settings, http=args.http)
     runtime = create_app(settings)
-    runtime.worker.start()
+    runtime.scheduler.start()
     try:
         if args.http:
             from werkzeug.serving import make_server
@@ -133,7 +133,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from services.clock import SystemClock
     from services.engine import EngineConfig, Worker
     from services.exports import DirectorySink
-    from services.notify import LoggingNotifier
+    from services.scheduled.retention import export_folder
 
     engine = _engine(settings)
     if not migrate.is_current(engine):
@@ -142,8 +142,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     exports = settings.data_dir / "exports"
     worker = Worker(
         make_session_factory(engine), registry,
-        lambda request, system: DirectorySink(exports / request.reference),
-        LoggingNotifier(), SystemClock(), worker_id=args.worker_id,
+        lambda request, system: DirectorySink(export_folder(exports, request.reference)),
+        SystemClock(), worker_id=args.worker_id,
         config=EngineConfig(lease_seconds=args.lease_seconds),
     )
     recovered = worker.recover()
@@ -160,6 +160,61 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             stop.wait(args.idle_seconds)
     print(f"worker {worker.id}: ran {ran} step(s)")
     return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.jobs import SPECS
+
+    for spec in SPECS.values():
+        print(f"{spec.name:<15} every {spec.every_seconds:>5g} s  {spec.what}")
+    return 0
+
+
+def cmd_jobs_run_once(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_core
+
+    core = build_core(settings)
+    print(f"{args.job}: {core.jobs.run(args.job)}")
+    return 0
+
+
+def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from bot.app import build_core
+    from bot.scheduler import Scheduler
+    from services.clock import ScaledClock
+
+    clock = None
+    if args.clock_start:
+        clock = ScaledClock(datetime.fromisoformat(args.clock_start), args.clock_speed,
+                            args.clock_anchor)
+    core = build_core(settings, clock=clock)
+    scheduler = Scheduler(core.jobs, speed=args.clock_speed if clock else 1.0)
+    scheduler.start()
+    print(f"scheduler {core.jobs.owner}: running {', '.join(scheduler.job_names)}", flush=True)
+    try:
+        threading.Event().wait(args.seconds or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.stop()
+    return 0
+
+
+def _jobs_run_once_args(parser: argparse.ArgumentParser) -> None:
+    from bot.jobs import SPECS
+
+    parser.add_argument("job", choices=list(SPECS))
+
+
+def _jobs_serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    # A rehearsal clock: simulated time from --clock-start, --clock-speed times faster, counted
+    # from the Unix time --clock-anchor (so that several processes share one simulated day).
+    parser.add_argument("--clock-start", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -224,11 +279,17 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
     ("jurisdictions", "List the jurisdictions and their legal deadlines.", cmd_jurisdictions, None),
     ("worker", "Run approved requests' steps against the vendors (or their stand-ins).",
      cmd_worker, _worker_args),
+    ("jobs list", "List the scheduled jobs and how often each runs.", cmd_jobs_list, None),
+    ("jobs run-once", "Run one scheduled job once, now (e.g. reminders, digest, retention).",
+     cmd_jobs_run_once, _jobs_run_once_args),
+    ("jobs serve", "Run only the scheduled jobs (a replica without the Slack listener).",
+     cmd_jobs_serve, _jobs_serve_args),
     ("sandbox serve", "Serve a vendor stand-in on localhost (try it with curl or the vendor's "
      "client).", cmd_sandbox_serve, _sandbox_args),
 ]
 GROUPS = {"db": "Manage the database schema.", "audit": "Check the audit trail.",
-          "sandbox": "The vendor stand-ins of simulation mode."}
+          "sandbox": "The vendor stand-ins of simulation mode.",
+          "jobs": "The scheduled jobs: execution, status updates, reminders, digest, retention."}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,8 +79,8 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> str:
             DSR_REQUESTERS="U0PRIYA", DSR_APPROVERS="U0MARCO", DSR_APPROVALS_CHANNEL=APPROVALS,
             DSR_POLL_SECONDS=0.2,
         )
-        runtime = create_app(settings, worker_interval=0.2)
-        runtime.worker.start()
+        runtime = create_app(settings, intervals={"execute": 0.2, "status_updates": 0.2})
+        runtime.scheduler.start()
         app_server = server.start(wsgi_app(runtime))
         try:
             return _play(Transcript(out), runtime, slack,

@@ -1,12 +1,12 @@
-"""The Slack side of `services.notify.Notifier`: progress in the request's thread, and the
-requester told in a direct message when the request completes or needs attention."""
+"""The Slack side of `services.notify.Notifier`: one thread message per batch of a request's
+progress, its approval message kept current, and the requester told in a direct message when
+the request completes, needs attention, or is reminded of a deadline."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from handlers.deps import Deps
 from handlers.modals import post_in_thread, refresh_request_message
@@ -14,10 +14,11 @@ from handlers.views.common import as_dicts, section
 from handlers.views.request import retry_actions
 from services.notify import Event
 
-log = logging.getLogger("dsr_desk.notify")
 ICONS = {"request.started": ":gear:", "step.done": ":white_check_mark:",
          "step.waiting": ":hourglass_flowing_sand:", "request.completed": ":tada:",
-         "request.needs_attention": ":warning:"}
+         "request.needs_attention": ":warning:", "reminder.due": ":alarm_clock:",
+         "reminder.ack": ":incoming_envelope:"}
+MAX_LINES = 20  # a batch longer than this is summarised: a thread message stays readable
 
 
 class SlackNotifier:
@@ -25,31 +26,33 @@ class SlackNotifier:
         self.client = client
         self.deps = deps
 
-    def publish(self, event: Event) -> None:
-        marker = " _(simulation)_" if event.simulation else ""
-        text = f"{ICONS.get(event.kind, '•')} {event.text}{marker}"
-        try:
-            if event.kind in ("request.needs_attention", "request.completed", "request.started"):
-                # These change the request's status: its message shows it, and is re-read.
-                request = refresh_request_message(self.deps, self.client, event.reference)
-            else:
-                request = self.deps.service.get(event.request_id)
-            if event.kind == "request.needs_attention":
-                blocks = as_dicts([section(text), retry_actions(request)])
-                post_in_thread(self.client, request, text, blocks)
-                self._tell_requester(request.requester_slack_id,
-                                     f":warning: {event.reference} needs attention: {event.text}",
-                                     blocks)
-            elif event.kind == "request.completed":
-                post_in_thread(self.client, request, text)
+    def publish(self, events: Sequence[Event]) -> None:
+        """Errors propagate: the caller releases the batch for a later try."""
+        first = events[0]
+        # Every batch may change the status or the steps done: the message shows both.
+        request = refresh_request_message(self.deps, self.client, first.reference)
+        marker = " _(simulation)_" if first.simulation else ""
+        lines = [f"{ICONS.get(e.kind, '•')} {e.text}" for e in events]
+        if len(lines) > MAX_LINES:
+            lines = lines[:MAX_LINES - 1] + [f"… and {len(lines) - MAX_LINES + 1} more updates: "
+                                             f"`/dsr show {first.reference}` has every step."]
+        text = "\n".join(lines) + marker
+        failed = next((e for e in events if e.kind == "request.needs_attention"), None)
+        if failed is not None and request.status == "needs_attention":
+            blocks = as_dicts([section(text), retry_actions(request)])
+            post_in_thread(self.client, request, text, blocks)
+            self._tell_requester(request.requester_slack_id,
+                                 f":warning: {first.reference} needs attention: {failed.text}", blocks)
+            return
+        post_in_thread(self.client, request, text)
+        for event in events:
+            if event.kind == "request.completed":
                 self._tell_requester(request.requester_slack_id,
                                      f":tada: {event.reference} is completed{marker}. "
                                      f"`/dsr show {event.reference}` has every step.")
-            else:
-                post_in_thread(self.client, request, text)
-        except SlackApiError as exc:
-            log.error("could not post %s for %s: %s", event.kind, event.reference,
-                      exc.response.get("error"))
+            elif event.kind.startswith("reminder."):
+                self._tell_requester(request.requester_slack_id,
+                                     f"{ICONS[event.kind]} {event.text}{marker}")
 
     def _tell_requester(self, user: str, text: str, blocks: list[dict] | None = None) -> None:
         channel = self.client.conversations_open(users=user)["channel"]["id"]

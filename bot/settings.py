@@ -6,10 +6,11 @@ import time. Secrets are `SecretStr`, so they never show in a repr or a log line
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import ConfigurationError
@@ -94,6 +95,32 @@ class Settings(BaseSettings):
         description="How often a step waiting on a vendor job polls it.",
     )
 
+    reminder_days: str = Field(
+        default="7,3,1", validation_alias="DSR_REMINDER_DAYS",
+        description="Days before the legal deadline at which the thread and the requester are reminded.",
+    )
+    ack_reminder_days: int = Field(
+        default=2, ge=0, le=30, validation_alias="DSR_ACK_REMINDER_DAYS",
+        description="Days before an acknowledgement deadline (CCPA: 10 business days) to remind.",
+    )
+    digest_time: str = Field(
+        default="09:00", validation_alias="DSR_DIGEST_TIME",
+        description="Local time (HH:MM) of the managers' daily digest and overdue escalation.",
+    )
+    digest_timezone: str = Field(
+        default="", validation_alias="DSR_DIGEST_TIMEZONE",
+        description="IANA time zone of DSR_DIGEST_TIME; empty means DSR_TIMEZONE.",
+    )
+    export_retention_days: int = Field(
+        default=30, ge=1, le=3650, validation_alias="DSR_EXPORT_RETENTION_DAYS",
+        description="Days after a request closes before its exported data is deleted.",
+    )
+    identifier_retention_days: int = Field(
+        default=90, ge=1, le=3650, validation_alias="DSR_IDENTIFIER_RETENTION_DAYS",
+        description="Days after a request closes before its subject identifiers are reduced to "
+                    "their masked form (what the audit needs).",
+    )
+
     sandbox_seed: int = Field(default=0, validation_alias="DSR_SANDBOX_SEED")
     sandbox_people: int = Field(default=40, ge=1, le=100_000, validation_alias="DSR_SANDBOX_PEOPLE")
     sandbox_genesys_url: str = Field(
@@ -124,9 +151,28 @@ class Settings(BaseSettings):
             raise ValueError("must be a channel id (C... or G...), not a name")
         return value
 
-    @field_validator("timezone")
+    @field_validator("reminder_days")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
+    def _day_list(cls, value: str) -> str:
+        parts = _split(value)
+        if not all(p.isdigit() and 0 < int(p) <= 60 for p in parts):
+            raise ValueError(f"{value!r}: whole days between 1 and 60, separated by commas, e.g. 7,3,1")
+        return value
+
+    @field_validator("digest_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time of day such as 09:00") from None
+        return value
+
+    @field_validator("timezone", "digest_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name == "digest_timezone":
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -156,6 +202,15 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def digest_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.digest_timezone or self.timezone)
+
+    @property
+    def reminder_offsets(self) -> tuple[int, ...]:
+        """Distinct, largest first: (7, 3, 1)."""
+        return tuple(sorted({int(p) for p in _split(self.reminder_days)}, reverse=True))
 
     @property
     def genesys_urls(self) -> tuple[str, str]:

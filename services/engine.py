@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from services import audit
+from services import audit, notify
 from services.connectors.base import (
     Connector,
     Continue,
@@ -45,7 +45,7 @@ from services.connectors.base import (
 from services.connectors.http import VendorBusy, VendorError
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
 from services.lifecycle import transition
-from services.notify import Event, Notifier
+from services.notify import Event
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
 from storage.models import (
@@ -174,7 +174,6 @@ class Worker:
         session_factory: SessionFactory,
         connectors: ConnectorProvider,
         sinks: SinkProvider,
-        notifier: Notifier,
         clock: Any,
         *,
         worker_id: str | None = None,
@@ -183,7 +182,6 @@ class Worker:
         self.sessions = session_factory
         self.connectors = connectors
         self.sinks = sinks
-        self.notifier = notifier
         self.clock = clock
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.config = config
@@ -230,7 +228,6 @@ class Worker:
             ),
             sa.and_(step.status == StepStatus.RUNNING, step.lease_expires_at < now),
         )
-        events: list[Event] = []
         claimed: list[int] = []
         with transaction(self.sessions) as session:
             query = (
@@ -261,11 +258,10 @@ class Worker:
                     try:
                         transition(session, request, RequestStatus.IN_PROGRESS,
                                    actor=SYSTEM_ACTOR, at=now)
-                        events.append(self._event("request.started", request,
-                                                  "Execution started."))
+                        self._notify(session, now, "request.started", request,
+                                     "Execution started.")
                     except ConcurrentUpdate:
                         session.refresh(request)  # another worker started it
-        self._publish(events)
         return claimed
 
     # Running
@@ -324,7 +320,6 @@ class Worker:
     def record(self, step_id: int, outcome: Outcome) -> bool:
         """Store an outcome, fenced by our lease. False if the lease was lost meanwhile."""
         now = self.clock.now()
-        events: list[Event] = []
         with transaction(self.sessions) as session:
             step = session.exec(
                 select(ExecutionStep).where(ExecutionStep.id == step_id)
@@ -363,15 +358,15 @@ class Worker:
                              details={"step": step.id, "system": step.system,
                                       "action": step.action, "result": outcome.summary,
                                       "simulation": request.simulation})
-                events.append(self._event("step.done", request, f"{label} done.", step.id))
+                self._notify(session, now, "step.done", request, f"{label} done.", step.id)
             elif isinstance(outcome, Waiting):
                 kind, note = "waiting", outcome.note
                 step.status, step.checkpoint = StepStatus.WAITING, outcome.checkpoint
                 step.next_run_at = now + timedelta(seconds=outcome.seconds)
                 step.transient_failures = 0
                 if outcome.note != self._last_note(session, step_id):
-                    events.append(self._event("step.waiting", request, f"{label}: {outcome.note}",
-                                              step.id))
+                    self._notify(session, now, "step.waiting", request, f"{label}: {outcome.note}",
+                                 step.id)
             elif isinstance(outcome, RetryLater):
                 kind, note = "retry", outcome.reason
                 step.status = StepStatus.PENDING
@@ -390,8 +385,7 @@ class Worker:
                 attempt.finished_at, attempt.outcome, attempt.note = now, kind, note
                 session.add(attempt)
             session.flush()
-            events.extend(self._settle_request(session, request, now, step, outcome))
-        self._publish(events)
+            self._settle_request(session, request, now, step, outcome)
         return True
 
     def _last_note(self, session: Session, step_id: int) -> str | None:
@@ -402,38 +396,35 @@ class Worker:
         ).first()
 
     def _settle_request(self, session: Session, request: DsrRequest, now: datetime,
-                        step: ExecutionStep, outcome: Outcome) -> list[Event]:
+                        step: ExecutionStep, outcome: Outcome) -> None:
         if isinstance(outcome, Failed):
             try:
                 transition(session, request, RequestStatus.NEEDS_ATTENTION, actor=SYSTEM_ACTOR,
                            at=now, reason=outcome.reason)
             except TransitionNotAllowed:
-                return []  # already needs attention because of another step
-            return [self._event("request.needs_attention", request,
-                                f"{step.system}.{step.action} failed: {outcome.reason}", step.id)]
+                return  # already needs attention because of another step
+            self._notify(session, now, "request.needs_attention", request,
+                         f"{step.system}.{step.action} failed: {outcome.reason}", step.id)
+            return
         if not isinstance(outcome, Done):
-            return []
+            return
         open_steps = session.exec(
             select(sa.func.count()).select_from(ExecutionStep).where(
                 ExecutionStep.request_id == request.id, ExecutionStep.status != StepStatus.DONE
             )
         ).one()
         if open_steps or request.status != RequestStatus.IN_PROGRESS:
-            return []
+            return
         transition(session, request, RequestStatus.COMPLETED, actor=SYSTEM_ACTOR, at=now)
-        return [self._event("request.completed", request, "All steps done.")]
+        self._notify(session, now, "request.completed", request, "All steps done.")
 
-    def _event(self, kind: str, request: DsrRequest, text: str, step_id: int | None = None) -> Event:
-        return Event(kind=kind, request_id=request.id, reference=request.reference,
-                     simulation=request.simulation, text=text, step_id=step_id)
-
-    def _publish(self, events: list[Event]) -> None:
-        for event in events:
-            try:
-                self.notifier.publish(event)
-            except Exception as exc:  # noqa: BLE001 - the step is recorded; a lost notice is logged
-                log.error("could not publish %s for %s: %s", event.kind, event.reference,
-                          _safe_trace(exc))
+    @staticmethod
+    def _notify(session: Session, now: datetime, kind: str, request: DsrRequest, text: str,
+                step_id: int | None = None) -> None:
+        """Queued in the transaction that made the change; the status-update job posts it."""
+        notify.enqueue(session, Event(kind=kind, request_id=request.id,
+                                      reference=request.reference, simulation=request.simulation,
+                                      text=text, step_id=step_id), now)
 
 
 def next_due_at(session: Session) -> datetime | None:

@@ -20,11 +20,12 @@ from services.clock import Clock
 from services.connectors.base import SubjectMatch
 from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied
 from services.intake import NewRequest, confirm_records, create_request
-from services.lifecycle import TERMINAL, transition
+from services.lifecycle import transition
 from services.policy import Policy
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
 from storage.models import (
+    IS_OPEN,
     Approval,
     ApprovalDecision,
     DsrRequest,
@@ -36,7 +37,7 @@ from storage.models import (
     SlackEvent,
     SubjectIdentifier,
 )
-from storage.queries import get_jurisdiction, get_request
+from storage.queries import EFFECTIVE_DUE, get_jurisdiction, get_request
 
 
 @dataclass(frozen=True)
@@ -268,16 +269,15 @@ class RequestService:
     def open_requests(self, *, requester: str | None = None, due_from: date | None = None,
                       due_before: date | None = None, limit: int = 20) -> list[DsrRequest]:
         """Requests not yet finished, soonest deadline first; optionally due in [from, before)."""
-        due = sa.func.coalesce(DsrRequest.extended_due_on, DsrRequest.due_on)
-        query = select(DsrRequest).where(DsrRequest.status.not_in(TERMINAL))
+        query = select(DsrRequest).where(IS_OPEN)
         if requester:
             query = query.where(DsrRequest.requester_slack_id == requester)
         if due_from:
-            query = query.where(due >= due_from)
+            query = query.where(due_from <= EFFECTIVE_DUE)
         if due_before:
-            query = query.where(due < due_before)
+            query = query.where(due_before > EFFECTIVE_DUE)
         with self.sessions() as session:
-            return list(session.exec(query.order_by(due).limit(limit)))
+            return list(session.exec(query.order_by(EFFECTIVE_DUE).limit(limit)))
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.zone).date()

@@ -34,6 +34,14 @@ class RequestStatus(StrEnum):
     CANCELED = "canceled"
 
 
+OPEN_STATUSES = tuple(s.value for s in RequestStatus
+                      if s not in (RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED))
+# Literal SQL, not bound parameters: SQLite uses a partial index only when the query's condition
+# is the index's own, as written.
+IS_OPEN = sa.text(f"dsr_request.status IN {OPEN_STATUSES}")
+IS_UNACKNOWLEDGED = sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")
+
+
 class IdentifierKind(StrEnum):
     NAME = "name"
     EMAIL = "email"
@@ -89,12 +97,29 @@ class Jurisdiction(SQLModel, table=True):
 
 class DsrRequest(SQLModel, table=True):
     __tablename__ = "dsr_request"
+    __table_args__ = (
+        # The deadline sweeps and the digest read open requests by effective deadline: a
+        # partial index keeps them fast however many closed requests accumulate.
+        sa.Index("ix_dsr_request_open_due", sa.text("coalesce(extended_due_on, due_on)"),
+                 sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
+                 postgresql_where=sa.text(f"status IN {OPEN_STATUSES}")),
+        sa.Index("ix_dsr_request_unacknowledged", "ack_due_on",
+                 sqlite_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}"),
+                 postgresql_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")),
+        # Retention looks only at closed requests it has not handled yet.
+        sa.Index("ix_dsr_request_exports_kept", "closed_at",
+                 sqlite_where=sa.text("exports_purged_at IS NULL AND closed_at IS NOT NULL"),
+                 postgresql_where=sa.text("exports_purged_at IS NULL AND closed_at IS NOT NULL")),
+        sa.Index("ix_dsr_request_identifiers_kept", "closed_at",
+                 sqlite_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL"),
+                 postgresql_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     type: RequestType = Field(sa_type=enum_column(RequestType))
     status: RequestStatus = Field(sa_type=enum_column(RequestStatus), index=True)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", max_length=16)
-    received_at: datetime = Field(sa_type=UTCDateTime)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ack_due_on: date | None = None
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     due_on: date = Field(index=True)
@@ -102,7 +127,10 @@ class DsrRequest(SQLModel, table=True):
     extension_reason: str | None = Field(default=None, max_length=2000)
     extended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     extended_by: str | None = Field(default=None, max_length=64)
-    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # completed/rejected/canceled
+    # when it became completed, rejected or canceled
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    exports_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    identifiers_reduced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     simulation: bool = True
     requester_slack_id: str = Field(max_length=64, index=True)
     identity_verification: str = Field(default="", max_length=2000)
@@ -202,16 +230,33 @@ class StepAttempt(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=2000)
 
 
-class Reminder(SQLModel, table=True):
-    """A reminder sent (or being sent) once per request and kind, e.g. `due:7d`."""
-
-    __table_args__ = (sa.UniqueConstraint("request_id", "kind"),)
+class Notice(SQLModel, table=True):
+    """Progress to post in a request's thread, written in the transaction of the change it
+    reports (an outbox): the status-update job posts them in batches, and a crash loses none."""
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="dsr_request.id", index=True)
-    kind: str = Field(max_length=48)
+    kind: str = Field(max_length=48)  # see services.notify.Event
+    text: str = Field(max_length=2000)
+    step_id: int | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
     claimed_by: str | None = Field(default=None, max_length=64)
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class Dispatch(SQLModel, table=True):
+    """A message the scheduled jobs send once: a deadline reminder, a digest, an escalation.
+
+    Its key (e.g. `due:7d:DSR-000042`, `digest:C0123:2026-11-23`) is claimed before sending, so
+    replicas and restarts never send it twice; a claim left by a crash expires and is retried.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, unique=True)
+    request_id: int | None = Field(default=None, foreign_key="dsr_request.id", index=True)
+    claimed_by: str = Field(max_length=64)
+    claimed_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

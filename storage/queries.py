@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from storage.models import DsrRequest, Jurisdiction
@@ -28,3 +29,7 @@ def get_jurisdiction(*, session: Session, code: str) -> Jurisdiction | None:
 
 def list_jurisdictions(*, session: Session) -> list[Jurisdiction]:
     return list(session.exec(select(Jurisdiction).order_by(Jurisdiction.code)))
+
+
+# The deadline that counts: the extended one if the request was extended.
+EFFECTIVE_DUE = sa.func.coalesce(DsrRequest.extended_due_on, DsrRequest.due_on)

@@ -10,7 +10,6 @@ from services import engine as eng
 from services.connectors.http import Limits
 from services.intake import confirm_records
 from services.lifecycle import TERMINAL, transition
-from services.notify import RecordingNotifier
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
 from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
@@ -50,7 +49,7 @@ def run_until_settled(session_factory: SessionFactory, connectors, clock, reques
     worker = worker or eng.Worker(
         session_factory, connectors,
         lambda request, system: sinks.setdefault((request.reference, system), MemorySink()),
-        RecordingNotifier(), clock, worker_id="test-worker")
+        clock, worker_id="test-worker")
     worker.sinks_written = sinks
     for _ in range(max_rounds):
         with session_factory() as session:

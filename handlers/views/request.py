@@ -100,7 +100,8 @@ def approval_message(detail: RequestDetail, required: int, today: date,
                 f"*Jurisdiction:* {request.jurisdiction_code} · *Deadline:* "
                 f"{deadline(request, today)}\n*Requested by:* <@{request.requester_slack_id}>\n"
                 f"*Subject:* {masked_identifiers(detail.identifiers)}\n"
-                f"*Systems:* {systems} ({records} confirmed record(s))"),
+                f"*Systems:* {systems} ({records} confirmed record(s))"
+                + _progress(detail)),
     ]
     approvals = [a for a in detail.approvals if a.decision == "approve"]
     lines = [f"{':white_check_mark:' if a.decision == 'approve' else ':no_entry:'} "
@@ -122,6 +123,13 @@ def approval_message(detail: RequestDetail, required: int, today: date,
                           style="danger"),
         ]))
     return blocks
+
+
+def _progress(detail: RequestDetail) -> str:
+    if not detail.steps:
+        return ""
+    done = sum(step.status == StepStatus.DONE for step in detail.steps)
+    return f"\n*Progress:* {done} of {len(detail.steps)} steps done"
 
 
 def detail_blocks(detail: RequestDetail, today: date) -> list[Block]:

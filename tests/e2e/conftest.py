@@ -52,8 +52,9 @@ def world(database_url, tmp_path):
         DSR_MANAGERS="U_MGR", DSR_APPROVALS_CHANNEL="C0APPROVALS", DSR_POLL_SECONDS=0.05,
         DSR_SANDBOX_PEOPLE=6,
     )
-    runtime = create_app(settings, worker_interval=0.05, sleep=lambda s: None)
-    runtime.worker.start()
+    runtime = create_app(settings, intervals={"execute": 0.05, "status_updates": 0.05},
+                         sleep=lambda s: None)
+    runtime.scheduler.start()
     app_server = server.start(wsgi_app(runtime))
     yield World(runtime, slack, SlackDriver(app_server.url, SECRET, slack, slack_server.url))
     app_server.stop()

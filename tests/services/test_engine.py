@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import select
 
 from services import engine as eng
+from services import notify
 from services.connectors.base import (
     Continue,
     Done,
@@ -37,16 +38,28 @@ from tests.fakes import ScriptedConnector
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
+class Posted:
+    """What the status-update job posts from the engine's queued notices."""
+
+    def __init__(self, session_factory, clock) -> None:
+        self.sessions, self.clock, self.recorder = session_factory, clock, RecordingNotifier()
+
+    @property
+    def events(self):
+        notify.deliver(self.sessions, self.recorder, owner="status-job", now=self.clock.now())
+        return self.recorder.events
+
+
 @pytest.fixture
 def world(session_factory):
     clock = ManualClock(T0)
     connectors = {"alpha": ScriptedConnector("alpha", ["find", "delete", "purge"]),
                   "beta": ScriptedConnector("beta", ["export"])}
-    notifier = RecordingNotifier()
+    notifier = Posted(session_factory, clock)
 
     def worker(name="w1", **config):
         return eng.Worker(session_factory, lambda system, simulation: connectors[system],
-                          lambda request, system: None, notifier, clock, worker_id=name,
+                          lambda request, system: None, clock, worker_id=name,
                           config=eng.EngineConfig(**config))
 
     return clock, connectors, notifier, worker

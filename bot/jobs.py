@@ -1,0 +1,154 @@
+"""The scheduled jobs of one process, each run once per call: by APScheduler (`bot.scheduler`)
+or by an operator (`dsr-desk jobs run-once <job>`).
+
+Every job claims its work in the database (steps by lease, notices by claim, messages by key),
+so any number of replicas can run all of them: nothing runs or is posted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+
+from slack_sdk import WebClient
+
+from bot.settings import Settings
+from handlers.views.common import as_dicts
+from handlers.views.reports import digest_blocks, digest_text, escalation_blocks
+from services import notify
+from services.clock import Clock
+from services.engine import Worker
+from services.notify import Notifier
+from services.scheduled import digest, dispatch, reminders, retention
+from storage.db import SessionFactory
+
+log = logging.getLogger("dsr_desk.jobs")
+MAX_ROUNDS = 50  # execute: claim rounds per run, so one run cannot starve the other jobs
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    every_seconds: float
+    what: str
+
+
+SPECS = {spec.name: spec for spec in (
+    JobSpec("execute", 2, "run due steps and poll vendor jobs (also right after an approval)"),
+    JobSpec("status_updates", 5, "post progress in request threads, batched; refresh their messages"),
+    JobSpec("reminders", 900, "deadline reminders (DSR_REMINDER_DAYS) and acknowledgement reminders"),
+    JobSpec("escalation", 300, "overdue requests to the managers' channel, daily at DSR_DIGEST_TIME"),
+    JobSpec("digest", 300, "the managers' daily digest at DSR_DIGEST_TIME"),
+    JobSpec("retention", 3600, "delete expired exports; reduce old closed requests' identifiers"),
+)}
+
+
+class Jobs:
+    def __init__(self, *, settings: Settings, sessions: SessionFactory, worker: Worker,
+                 notifier: Notifier, client: WebClient | None, clock: Clock) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.worker = worker
+        self.notifier = notifier
+        self.client = client
+        self.clock = clock
+
+    @property
+    def owner(self) -> str:
+        return self.worker.id
+
+    def run(self, name: str) -> str:
+        """Run job `name` once; returns what it did, in words."""
+        job: Callable[[], str] = getattr(self, name)
+        return job()
+
+    def execute(self) -> str:
+        ran = 0
+        for _ in range(MAX_ROUNDS):
+            claimed = self.worker.run_once()
+            ran += claimed
+            if not claimed:
+                break
+        posted = self.status_updates() if ran else ""
+        return f"ran {ran} step(s)" + (f"; {posted}" if posted else "")
+
+    def status_updates(self) -> str:
+        posted = notify.deliver(self.sessions, self.notifier, owner=self.owner,
+                                now=self.clock.now())
+        return f"posted {posted} update(s)"
+
+    def reminders(self) -> str:
+        now = self.clock.now()
+        sent = reminders.sweep(
+            self.sessions, lambda event: self.notifier.publish([event]),
+            today=now.astimezone(self.settings.zone).date(),
+            offsets=self.settings.reminder_offsets, ack_days=self.settings.ack_reminder_days,
+            owner=self.owner, now=now)
+        return f"sent {sent} reminder(s)"
+
+    def escalation(self) -> str:
+        now = self.clock.now()
+        channel, day = self.settings.digest_channel, self._report_day()
+        if not (channel and day and self.client):
+            return self._not_due("escalation", channel, day)
+        today = now.astimezone(self.settings.zone).date()
+        with self.sessions() as session:
+            count, shown = reminders.overdue(session, today=today)
+        if not count:
+            return "nothing overdue"
+        blocks = as_dicts(escalation_blocks(count, shown, sorted(self.settings.role_ids("managers"))))
+        sent = dispatch.once(
+            self.sessions, f"escalation:{channel}:{day}", owner=self.owner, now=now,
+            send=lambda: self.client.chat_postMessage(
+                channel=channel, blocks=blocks, text=f"{count} DSR request(s) past the deadline"))
+        return f"escalated {count} overdue request(s)" if sent else "escalation already posted today"
+
+    def digest(self) -> str:
+        now = self.clock.now()
+        channel, day = self.settings.digest_channel, self._report_day()
+        if not (channel and day and self.client):
+            return self._not_due("digest", channel, day)
+        sent = dispatch.once(self.sessions, f"digest:{channel}:{day}", owner=self.owner, now=now,
+                             send=lambda: self._post_digest(channel))
+        return f"posted the digest for {day}" if sent else "digest already posted today"
+
+    def retention(self) -> str:
+        now = self.clock.now()
+        exports = retention.purge_exports(self.sessions, self.exports_dir, now=now,
+                                          days=self.settings.export_retention_days)
+        reduced = retention.reduce_identifiers(self.sessions, now=now,
+                                               days=self.settings.identifier_retention_days)
+        return f"purged {exports} export(s); reduced {reduced} request(s)' identifiers"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.settings.data_dir / "exports"
+
+    def _report_day(self) -> date | None:
+        """Today in the digest's zone, once DSR_DIGEST_TIME has passed there."""
+        return digest.local_day_due(self.clock.now(), self.settings.digest_zone,
+                                    time.fromisoformat(self.settings.digest_time))
+
+    def _not_due(self, what: str, channel: str, day: date | None) -> str:
+        if not channel:
+            return f"no {what}: DSR_DIGEST_CHANNEL is not set"
+        if not self.client:
+            return f"no {what}: SLACK_BOT_TOKEN is not set"
+        return f"no {what} yet: it is due at {self.settings.digest_time} ({self.settings.digest_zone})"
+
+    def _post_digest(self, channel: str) -> None:
+        from bot.chart import opened_vs_completed
+
+        with self.sessions() as session:
+            figures = digest.build(session, now=self.clock.now(), zone=self.settings.digest_zone)
+        self.client.chat_postMessage(channel=channel, text=digest_text(figures),
+                                     blocks=as_dicts(digest_blocks(figures)))
+        try:  # the digest is posted: a failed chart must not make the job post it again
+            self.client.files_upload_v2(
+                channel=channel, content=opened_vs_completed(figures.series),
+                filename=f"dsr-digest-{figures.day}.png", title="Opened and completed, 30 days")
+        except Exception as exc:  # noqa: BLE001 - logged; the figures are in the message
+            log.error("could not upload the digest chart: %s", type(exc).__name__)

@@ -1,0 +1,69 @@
+"""Messages for managers: the daily digest and the overdue escalation. They name requests by
+reference only: no subject data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock
+
+from handlers.views.common import LIST_SECTION_LINES, STATUS_LABELS, TYPE_LABELS, context, section
+from services.scheduled.digest import Digest
+from services.scheduled.reminders import Overdue
+from storage.models import RequestStatus
+
+
+def _days(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} days"
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def digest_blocks(digest: Digest) -> list[Block]:
+    by_status: dict[str, dict[str, int]] = {}
+    for (status, kind), count in sorted(digest.open_counts.items()):
+        by_status.setdefault(status, {})[kind] = count
+    open_lines = [f"{STATUS_LABELS[RequestStatus(status)]}: *{sum(kinds.values())}* ("
+                  + ", ".join(f"{TYPE_LABELS[k].lower()} {n}" for k, n in kinds.items()) + ")"
+                  for status, kinds in by_status.items()]
+    blocks: list[Block] = [
+        HeaderBlock(text=f"DSR digest for {digest.day:%a %d %b %Y}"),
+        section(f"*Open requests: {digest.open_total}*\n" + ("\n".join(open_lines) or "none")),
+        section(f"*Due in the next 7 days:* {digest.due_next_7_days}\n"
+                f"*Overdue:* {digest.overdue}"
+                + (" :rotating_light:" if digest.overdue else "") + "\n"
+                f"*Completed in the last 24 hours:* {digest.completed_last_24h}"),
+        section(f"*Last 30 days:* {digest.completed_30_days} completed · "
+                f"median time to complete {_days(digest.median_days)} · 90th percentile "
+                f"{_days(digest.p90_days)} · within the deadline {_share(digest.on_time_share)}"),
+    ]
+    if digest.awaiting_approval:
+        lines = [f"• {reference}: waiting {days:.1f} days"
+                 for reference, days in digest.awaiting_approval[:LIST_SECTION_LINES]]
+        blocks += [DividerBlock(), section("*Awaiting approval for more than a day*\n"
+                                           + "\n".join(lines))]
+    blocks.append(context("`/dsr list` filters requests; `/dsr show DSR-…` has each one's steps."))
+    return blocks
+
+
+def digest_text(digest: Digest) -> str:
+    """The notification text (and what screen readers announce)."""
+    return (f"DSR digest {digest.day}: {digest.open_total} open, {digest.overdue} overdue, "
+            f"{digest.due_next_7_days} due within 7 days.")
+
+
+def escalation_blocks(count: int, overdue: Iterable[Overdue], managers: Iterable[str]) -> list[Block]:
+    shown = list(overdue)
+    mentions = " ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in managers)
+    lines = [f"• *{o.reference}* · {TYPE_LABELS[o.type]} · {o.jurisdiction} · {o.status} · "
+             f"overdue by *{o.days_overdue} day{'s' if o.days_overdue != 1 else ''}* · "
+             f"requested by <@{o.requester}>" for o in shown]
+    blocks: list[Block] = [section(f":rotating_light: *{count} request{'s are' if count != 1 else ' is'}"
+                                   f" past the legal deadline.* {mentions}".strip())]
+    for start in range(0, len(lines), LIST_SECTION_LINES):
+        blocks.append(section("\n".join(lines[start:start + LIST_SECTION_LINES])))
+    if count > len(shown):
+        blocks.append(context(f"{count - len(shown)} more: `/dsr list` shows them all."))
+    return blocks

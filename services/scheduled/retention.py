@@ -1,0 +1,90 @@
+"""Retention: exported data is deleted, and closed requests' subject identifiers are reduced to
+their masked form, once their periods have passed; each is recorded in the audit trail."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from services import audit
+from services.subjects import Identifier, mask
+from storage.db import SessionFactory, transaction
+from storage.models import DsrRequest, RequestSystem, RequestType, SubjectIdentifier
+
+ACTOR = "dsr-desk:retention"
+
+
+def export_folder(exports: Path, reference: str) -> Path:
+    """Where a request's exported data lives (one folder per request)."""
+    return exports / reference
+
+
+def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, days: int,
+                  batch: int = 200) -> int:
+    """Delete the exports of access requests closed more than `days` ago; returns how many
+    requests had data deleted."""
+    cutoff = now - timedelta(days=days)
+    with sessions() as session:
+        due = list(session.exec(select(DsrRequest.id).where(
+            DsrRequest.closed_at < cutoff, DsrRequest.exports_purged_at.is_(None),
+            DsrRequest.type == RequestType.ACCESS).order_by(DsrRequest.id).limit(batch)))
+    purged = 0
+    for request_id in due:
+        with transaction(sessions) as session:
+            request = session.get(DsrRequest, request_id)
+            if request.exports_purged_at is not None:
+                continue  # another replica was quicker
+            folder = export_folder(exports, request.reference)
+            files = [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+            request.exports_purged_at = now
+            session.add(request)
+            if files:
+                audit.record(session, action="export.purged", actor=ACTOR, at=now,
+                             request_id=request_id,
+                             details={"files": len(files),
+                                      "bytes": sum(p.stat().st_size for p in files),
+                                      "retention_days": days})
+                purged += 1
+            # Deleted inside the transaction: if the mark fails to commit, the next run retries.
+            shutil.rmtree(folder, ignore_errors=True)
+    return purged
+
+
+def reduce_identifiers(sessions: SessionFactory, *, now: datetime, days: int,
+                       batch: int = 200) -> int:
+    """Replace the identifiers (and confirmed records) of requests closed more than `days` ago
+    with their masked form; returns how many requests were reduced."""
+    cutoff = now - timedelta(days=days)
+    with sessions() as session:
+        due = list(session.exec(select(DsrRequest.id).where(
+            DsrRequest.closed_at < cutoff, DsrRequest.identifiers_reduced_at.is_(None))
+            .order_by(DsrRequest.id).limit(batch)))
+    reduced = 0
+    for request_id in due:
+        with transaction(sessions) as session:
+            updated = session.execute(
+                sa.update(DsrRequest)
+                .where(DsrRequest.id == request_id, DsrRequest.identifiers_reduced_at.is_(None))
+                .values(identifiers_reduced_at=now).execution_options(synchronize_session=False))
+            if updated.rowcount != 1:
+                continue
+            rows = list(session.exec(select(SubjectIdentifier)
+                                     .where(SubjectIdentifier.request_id == request_id)))
+            for row in rows:
+                row.value = mask(Identifier(row.kind, row.value, row.system))
+                session.add(row)
+            for covered in session.exec(select(RequestSystem)
+                                        .where(RequestSystem.request_id == request_id)):
+                if covered.confirmed_records:
+                    covered.confirmed_records = [{"record_id": r["record_id"]}
+                                                 for r in covered.confirmed_records]
+                    session.add(covered)
+            audit.record(session, action="identifiers.reduced", actor=ACTOR, at=now,
+                         request_id=request_id,
+                         details={"identifiers": len(rows), "retention_days": days})
+            reduced += 1
+    return reduced
