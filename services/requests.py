@@ -190,6 +190,24 @@ class RequestService:
             return deadlines.extend(session, request, jurisdiction, reason=reason, actor=actor,
                                     at=self.clock.now(), zone=self.zone)
 
+    def acknowledge(self, ref: str | int, *, actor: str) -> DsrRequest:
+        """Record that the subject was told we received the request (CCPA: within 10 business
+        days); it ends the acknowledgement reminders."""
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            self.policy.require(self.policy.is_requester(actor) or self.policy.is_approver(actor),
+                                "record acknowledgements")
+            if request.acknowledged_at is not None:
+                raise InvalidRequest(f"{request.reference} was acknowledged on "
+                                     f"{request.acknowledged_at:%Y-%m-%d %H:%M} UTC already.")
+            request.acknowledged_at = self.clock.now()
+            session.add(request)
+            audit.record(session, action="request.acknowledged", actor=actor,
+                         at=request.acknowledged_at, request_id=request.id,
+                         details={"ack_due_on": request.ack_due_on.isoformat()
+                                  if request.ack_due_on else None})
+            return request
+
     def retry(self, ref: str | int, *, actor: str) -> int:
         with transaction(self.sessions) as session:
             request = self._get(session, ref, lock=True)

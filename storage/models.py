@@ -100,10 +100,11 @@ class DsrRequest(SQLModel, table=True):
     __table_args__ = (
         # The deadline sweeps and the digest read open requests by effective deadline: a
         # partial index keeps them fast however many closed requests accumulate.
-        sa.Index("ix_dsr_request_open_due", sa.text("coalesce(extended_due_on, due_on)"),
+        # status leads, so that the planner prefers it to the plain status index.
+        sa.Index("ix_dsr_request_open_due", "status", sa.text("coalesce(extended_due_on, due_on)"),
                  sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
                  postgresql_where=sa.text(f"status IN {OPEN_STATUSES}")),
-        sa.Index("ix_dsr_request_unacknowledged", "ack_due_on",
+        sa.Index("ix_dsr_request_unacknowledged", "status", "ack_due_on",
                  sqlite_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}"),
                  postgresql_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")),
         # Retention looks only at closed requests it has not handled yet.

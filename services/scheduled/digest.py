@@ -62,9 +62,9 @@ def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
                             .where(IS_OPEN, *where)).one()
 
     opened: Counter[date] = Counter()
-    for (received_at,) in session.exec(select(DsrRequest.received_at)
-                                       .where(DsrRequest.received_at >= since)
-                                       .execution_options(yield_per=2000)):
+    for received_at in session.exec(select(DsrRequest.received_at)
+                                      .where(DsrRequest.received_at >= since)
+                                      .execution_options(yield_per=2000)):
         opened[received_at.astimezone(zone).date()] += 1
 
     completed: Counter[date] = Counter()
@@ -126,14 +126,6 @@ def _awaiting_approval(session: Session, now: datetime, limit: int = 20) -> list
         .group_by(DsrRequest.id)
         .having(since < now - timedelta(days=1))
         .order_by(since).limit(limit))
-    return [(format_reference(request_id), round((now - _aware(at)).total_seconds() / 86400, 1))
+    return [(format_reference(request_id), round((now - at).total_seconds() / 86400, 1))
             for request_id, at in rows]
 
-
-def _aware(value: datetime) -> datetime:
-    """max() over a UTCDateTime comes back untyped on SQLite: naive, and in UTC."""
-    from datetime import UTC
-
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -60,8 +60,8 @@ def _claim(sessions: SessionFactory, key: str, owner: str, now: datetime,
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Dispatch)
         inserted = session.execute(
             insert.values(key=key, request_id=request_id, claimed_by=owner, claimed_at=now)
-            .on_conflict_do_nothing(index_elements=["key"]))
-        if inserted.rowcount == 1:
+            .on_conflict_do_nothing(index_elements=["key"]).returning(Dispatch.id)).first()
+        if inserted is not None:
             return True
         taken_over = session.execute(
             sa.update(Dispatch)

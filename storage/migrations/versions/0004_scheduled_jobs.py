@@ -54,10 +54,10 @@ def upgrade() -> None:
     op.create_index("ix_dsr_request_closed_at", "dsr_request", ["closed_at"])
     op.create_index("ix_dsr_request_received_at", "dsr_request", ["received_at"])
     op.create_index("ix_dsr_request_open_due", "dsr_request",
-                    [sa.text("coalesce(extended_due_on, due_on)")],
+                    ["status", sa.text("coalesce(extended_due_on, due_on)")],
                     sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN))
     unacknowledged = sa.text(f"acknowledged_at IS NULL AND {OPEN}")
-    op.create_index("ix_dsr_request_unacknowledged", "dsr_request", ["ack_due_on"],
+    op.create_index("ix_dsr_request_unacknowledged", "dsr_request", ["status", "ack_due_on"],
                     sqlite_where=unacknowledged, postgresql_where=unacknowledged)
     for name, mark in (("exports_kept", "exports_purged_at"),
                        ("identifiers_kept", "identifiers_reduced_at")):
