@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: the image goes to Slack
 from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from services.scheduled.digest import DayCounts  # noqa: E402
 
@@ -27,6 +28,7 @@ def opened_vs_completed(series: Sequence[DayCounts]) -> bytes:
              label="completed", color="#5aa469")
     axes.set_xticks(list(positions)[::5], [f"{d:%d %b}" for d in days][::5])
     axes.set_ylabel("requests")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.spines[["top", "right"]].set_visible(False)
     completed = sum(d.completed for d in series)
     on_time = sum(d.on_time for d in series)

@@ -1,0 +1,152 @@
+"""The scheduled jobs as the bot runs them: through slack_sdk to the Slack Web API stand-in, with a
+hand-moved clock. Reminders, escalation and the digest are posted once; progress is batched."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from bot.app import build_core
+from bot.settings import Settings
+from bot.slack_standin import SlackStandIn
+from services import notify
+from services.lifecycle import transition
+from services.notify import Event
+from services.sandbox import server
+from storage.db import transaction
+from storage.models import AuditEvent, DsrRequest, RequestStatus, RequestType
+from tests.conftest import ManualClock
+from tests.factories import add_request
+
+S = RequestStatus
+DIGEST = "C0MANAGERS"
+APPROVALS = "C0APPROVALS"
+T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # 08:00 in Berlin, a Monday
+
+
+@pytest.fixture
+def slack():
+    standin = SlackStandIn(bot_token="xoxb-jobs")
+    running = server.start(standin.wsgi)
+    standin.url = running.url
+    yield standin
+    running.stop()
+
+
+@pytest.fixture
+def jobs(database_url, tmp_path, slack):
+    settings = Settings(
+        _env_file=None, DATABASE_URL=database_url, DSR_DATA_DIR=str(tmp_path),
+        SLACK_BOT_TOKEN="xoxb-jobs", SLACK_API_URL=f"{slack.url}/api/", DSR_REQUESTERS="U_REQ",
+        DSR_APPROVERS="U_APP", DSR_MANAGERS="U_MGR S0LEADS", DSR_APPROVALS_CHANNEL=APPROVALS,
+        DSR_DIGEST_CHANNEL=DIGEST, DSR_TIMEZONE="Europe/Berlin", DSR_DIGEST_TIME="09:00")
+    core = build_core(settings, clock=ManualClock(T0))
+    yield core.jobs
+    core.registry.sandboxes.stop()
+
+
+def filed(jobs, *statuses: RequestStatus, due_in: int | None = None, **overrides) -> DsrRequest:
+    """A request with its approval message posted (as the app does), moved through `statuses`."""
+    now = jobs.clock.now()
+    posted = jobs.client.chat_postMessage(channel=APPROVALS, text="request")
+    with transaction(jobs.sessions) as session:
+        request = add_request(session, now, requester="U_REQ", **overrides)
+        request.channel_id, request.thread_ts = APPROVALS, posted["ts"]
+        if due_in is not None:
+            request.due_on = now.date() + timedelta(days=due_in)
+        session.add(request)
+        session.flush()
+        for status in statuses:
+            transition(session, request, status, actor="U_APP", at=now)
+        return request
+
+
+def test_reminders_reach_the_thread_and_the_requester_once(jobs, slack) -> None:
+    request = filed(jobs, S.PENDING_APPROVAL, due_in=7)
+    filed(jobs, S.CANCELED, due_in=7)
+    assert jobs.run("reminders") == "sent 1 reminder(s)"
+    assert jobs.run("reminders") == "sent 0 reminder(s)"
+    replies = slack.thread(APPROVALS, request.thread_ts)[1:]
+    assert [m["text"] for m in replies] == [
+        ":alarm_clock: DSR-000001 (access, GDPR) is due in 7 days, on Mon 09 Mar 2026. "
+        "Status: pending approval. _(simulation)_"]
+    assert [m["text"] for m in slack.messages("U_REQ")] == [replies[0]["text"]]
+    # the request's message is re-rendered with its deadline
+    assert "7 day(s) left" in json.dumps(slack.thread(APPROVALS, request.thread_ts)[0]["blocks"])
+    assert "jane" not in json.dumps(slack.messages(APPROVALS)).lower()
+
+
+def test_digest_once_a_day_after_its_local_time_with_a_chart(jobs, slack) -> None:
+    done = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, due_in=20)
+    with transaction(jobs.sessions) as session:
+        transition(session, session.get(DsrRequest, done.id), S.COMPLETED, actor="dsr-desk",
+                   at=T0 + timedelta(minutes=30))
+    filed(jobs, S.PENDING_APPROVAL, due_in=-2, type=RequestType.ERASURE)
+    assert jobs.run("digest") == "no digest yet: it is due at 09:00 (Europe/Berlin)"
+    jobs.clock.advance(hours=1, minutes=5)
+    assert jobs.run("digest") == "posted the digest for 2026-03-02"
+    assert jobs.run("digest") == "digest already posted today"
+    message, chart_share = slack.messages(DIGEST)  # the digest, then its chart
+    shown = json.dumps(message["blocks"])
+    assert "DSR digest for Mon 02 Mar 2026" in shown
+    assert "Open requests: 1*" in shown and "*Overdue:* 1" in shown
+    assert "*Completed in the last 24 hours:* 1" in shown
+    assert "1 completed" in shown and "within the deadline 100%" in shown
+    [chart] = slack.uploaded_files()
+    assert chart["channel_id"] == DIGEST and chart["bytes"].startswith(b"\x89PNG")
+    assert chart_share["files"][0]["id"] == chart["id"]
+    jobs.clock.advance(days=1)
+    assert jobs.run("digest") == "posted the digest for 2026-03-03"
+    assert len(slack.messages(DIGEST)) == 4
+
+
+def test_overdue_requests_escalate_daily_to_the_managers(jobs, slack) -> None:
+    filed(jobs, S.PENDING_APPROVAL, S.APPROVED, due_in=-3, type=RequestType.ERASURE)
+    filed(jobs, S.PENDING_APPROVAL, due_in=4)
+    jobs.clock.advance(hours=2)
+    assert jobs.run("escalation") == "escalated 1 overdue request(s)"
+    assert jobs.run("escalation") == "escalation already posted today"
+    [message] = slack.messages(DIGEST)
+    shown = json.dumps(message["blocks"])
+    assert "1 request is past the legal deadline." in shown
+    assert "<@U_MGR>" in shown and "<!subteam^S0LEADS>" in shown
+    assert "*DSR-000001* \\u00b7 Erasure \\u00b7 GDPR \\u00b7 approved \\u00b7 overdue by *3 days*" in shown
+
+
+def test_progress_is_posted_as_one_message_per_batch(jobs, slack) -> None:
+    request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, due_in=20)
+    with transaction(jobs.sessions) as session:
+        for n in range(40):
+            notify.enqueue(session, Event("step.done", request.id, request.reference, True,
+                                          f"zendesk.delete_tickets page {n} done."), T0)
+    assert jobs.run("status_updates") == "posted 40 update(s)"
+    replies = slack.thread(APPROVALS, request.thread_ts)[1:]
+    assert len(replies) == 1
+    lines = replies[0]["text"].splitlines()
+    assert len(lines) == 20 and lines[-1].startswith("… and 21 more updates")
+    assert jobs.run("status_updates") == "posted 0 update(s)"
+
+
+def test_retention_job_deletes_expired_exports(jobs) -> None:
+    request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED, due_in=20)
+    folder = jobs.exports_dir / request.reference / "zendesk"
+    folder.mkdir(parents=True)
+    (folder / "tickets.json").write_text("[]")
+    jobs.clock.advance(days=31)
+    assert jobs.run("retention") == "purged 1 export(s); reduced 0 request(s)' identifiers"
+    assert not folder.exists()
+    with jobs.sessions() as session:
+        assert session.exec(select(sa.func.count()).select_from(AuditEvent)
+                            .where(AuditEvent.action == "export.purged")).one() == 1
+
+
+def test_without_a_digest_channel_the_reports_say_so(database_url, tmp_path) -> None:
+    settings = Settings(_env_file=None, DATABASE_URL=database_url, DSR_DATA_DIR=str(tmp_path))
+    core = build_core(settings, clock=ManualClock(datetime(2026, 3, 2, 12, tzinfo=UTC)))
+    assert core.jobs.run("digest") == "no digest: DSR_DIGEST_CHANNEL is not set"
+    assert core.jobs.run("reminders") == "sent 0 reminder(s)"
+    assert date(2026, 3, 2) == core.jobs.clock.now().date()
