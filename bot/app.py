@@ -21,7 +21,7 @@ from handlers import register_handlers
 from handlers.deps import Deps
 from services.clock import Clock, SystemClock
 from services.connectors import CONNECTORS
-from services.engine import Worker
+from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
 from services.exports import DirectorySink
 from services.notify import LoggingNotifier
@@ -110,9 +110,10 @@ def build_core(settings: Settings, *, clock: Clock | None = None,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None)  # the scheduler's, once there is one
     exports = settings.data_dir / "exports"
+    speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
     worker = Worker(sessions, registry,
                     lambda request, system: DirectorySink(export_folder(exports, request.reference)),
-                    clock)
+                    clock, config=EngineConfig(lease_seconds=DEFAULT_CONFIG.lease_seconds * speed))
     notifier = SlackNotifier(client, deps) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
                 client=client if token else None, clock=clock)

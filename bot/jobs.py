@@ -26,6 +26,7 @@ from services.scheduled import digest, dispatch, reminders, retention
 from storage.db import SessionFactory
 
 log = logging.getLogger("dsr_desk.jobs")
+NOTICE_LEASE_SECONDS = 300.0
 MAX_ROUNDS = 50  # execute: claim rounds per run, so one run cannot starve the other jobs
 
 
@@ -55,6 +56,11 @@ class Jobs:
         self.notifier = notifier
         self.client = client
         self.clock = clock
+        # Leases are wall-clock spans: on a rehearsal clock running N times faster they last
+        # N times longer in its time, so a slow post is not taken for a dead process.
+        speed = getattr(clock, "speed", 1.0)
+        self.lease = dispatch.LEASE * speed
+        self.notice_lease_seconds = NOTICE_LEASE_SECONDS * speed
 
     @property
     def owner(self) -> str:
@@ -77,7 +83,7 @@ class Jobs:
 
     def status_updates(self) -> str:
         posted = notify.deliver(self.sessions, self.notifier, owner=self.owner,
-                                now=self.clock.now())
+                                now=self.clock.now(), lease_seconds=self.notice_lease_seconds)
         return f"posted {posted} update(s)"
 
     def reminders(self) -> str:
@@ -86,7 +92,7 @@ class Jobs:
             self.sessions, lambda event: self.notifier.publish([event]),
             today=now.astimezone(self.settings.zone).date(),
             offsets=self.settings.reminder_offsets, ack_days=self.settings.ack_reminder_days,
-            owner=self.owner, now=now)
+            owner=self.owner, now=now, lease=self.lease)
         return f"sent {sent} reminder(s)"
 
     def escalation(self) -> str:
@@ -101,7 +107,7 @@ class Jobs:
             return "nothing overdue"
         blocks = as_dicts(escalation_blocks(count, shown, sorted(self.settings.role_ids("managers"))))
         sent = dispatch.once(
-            self.sessions, f"escalation:{channel}:{day}", owner=self.owner, now=now,
+            self.sessions, f"escalation:{channel}:{day}", owner=self.owner, now=now, lease=self.lease,
             send=lambda: self.client.chat_postMessage(
                 channel=channel, blocks=blocks, text=f"{count} DSR request(s) past the deadline"))
         return f"escalated {count} overdue request(s)" if sent else "escalation already posted today"
@@ -112,7 +118,7 @@ class Jobs:
         if not (channel and day and self.client):
             return self._not_due("digest", channel, day)
         sent = dispatch.once(self.sessions, f"digest:{channel}:{day}", owner=self.owner, now=now,
-                             send=lambda: self._post_digest(channel))
+                             lease=self.lease, send=lambda: self._post_digest(channel))
         return f"posted the digest for {day}" if sent else "digest already posted today"
 
     def retention(self) -> str:

@@ -24,9 +24,9 @@ LEASE = timedelta(minutes=10)
 
 
 def once(sessions: SessionFactory, key: str, send: Callable[[], object], *, owner: str,
-         now: datetime, request_id: int | None = None) -> bool:
+         now: datetime, request_id: int | None = None, lease: timedelta = LEASE) -> bool:
     """True if this call sent the message."""
-    if not _claim(sessions, key, owner, now, request_id):
+    if not _claim(sessions, key, owner, now, request_id, lease):
         return False
     try:
         send()
@@ -36,8 +36,8 @@ def once(sessions: SessionFactory, key: str, send: Callable[[], object], *, owne
             session.execute(sa.delete(Dispatch).where(Dispatch.key == key,
                                                       Dispatch.claimed_by == owner))
         return False
-    with transaction(sessions) as session:
-        session.execute(sa.update(Dispatch).where(Dispatch.key == key, Dispatch.claimed_by == owner)
+    with transaction(sessions) as session:  # sent is sent, even if our claim was taken over
+        session.execute(sa.update(Dispatch).where(Dispatch.key == key, Dispatch.sent_at.is_(None))
                         .values(sent_at=now).execution_options(synchronize_session=False))
     return True
 
@@ -54,7 +54,7 @@ def sent_keys(sessions: SessionFactory, keys: Iterable[str]) -> set[str]:
 
 
 def _claim(sessions: SessionFactory, key: str, owner: str, now: datetime,
-           request_id: int | None) -> bool:
+           request_id: int | None, lease: timedelta) -> bool:
     with transaction(sessions) as session:
         dialect = session.get_bind().dialect.name
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Dispatch)
@@ -65,7 +65,7 @@ def _claim(sessions: SessionFactory, key: str, owner: str, now: datetime,
             return True
         taken_over = session.execute(
             sa.update(Dispatch)
-            .where(Dispatch.key == key, Dispatch.sent_at.is_(None), Dispatch.claimed_at < now - LEASE)
+            .where(Dispatch.key == key, Dispatch.sent_at.is_(None), Dispatch.claimed_at < now - lease)
             .values(claimed_by=owner, claimed_at=now).execution_options(synchronize_session=False))
         return taken_over.rowcount == 1
 

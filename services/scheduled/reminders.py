@@ -58,13 +58,14 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
 
 
 def sweep(sessions: SessionFactory, send: Callable[[Event], object], *, today: date,
-          offsets: Sequence[int], ack_days: int, owner: str, now: datetime) -> int:
+          offsets: Sequence[int], ack_days: int, owner: str, now: datetime,
+          lease: timedelta = dispatch.LEASE) -> int:
     """Send each owed reminder not sent yet; returns how many this call sent."""
     with sessions() as session:
         owed = list(owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days))
     done = dispatch.sent_keys(sessions, (r.key for r in owed))
     return sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner, now=now,
-                             request_id=r.event.request_id)
+                             request_id=r.event.request_id, lease=lease)
                for r in owed if r.key not in done)
 
 
