@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from bot.logs import configure_logging
@@ -193,8 +194,14 @@ def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
     scheduler = Scheduler(core.jobs, speed=args.clock_speed if clock else 1.0)
     scheduler.start()
     print(f"scheduler {core.jobs.owner}: running {', '.join(scheduler.job_names)}", flush=True)
+    until = datetime.fromisoformat(args.clock_until) if args.clock_until else None
+    stop, began = threading.Event(), time.monotonic()
     try:
-        threading.Event().wait(args.seconds or None)
+        while not stop.wait(0.05):
+            if args.seconds and time.monotonic() - began >= args.seconds:
+                break
+            if until and core.jobs.clock.now() >= until:
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -211,10 +218,12 @@ def _jobs_run_once_args(parser: argparse.ArgumentParser) -> None:
 def _jobs_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     # A rehearsal clock: simulated time from --clock-start, --clock-speed times faster, counted
-    # from the Unix time --clock-anchor (so that several processes share one simulated day).
+    # from the Unix time --clock-anchor (so that several processes share one simulated day),
+    # until the simulated time --clock-until.
     parser.add_argument("--clock-start", default="", help=argparse.SUPPRESS)
     parser.add_argument("--clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--clock-until", default="", help=argparse.SUPPRESS)
 
 
 def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,3 +110,17 @@ def test_demo_logs_no_personal_data(tmp_path) -> None:
     log_lines = [line for line in (result.stdout + result.stderr).splitlines()
                  if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line)]
     assert not [line for line in log_lines if email in line or "%40" in line]
+
+
+def test_jobs_are_listed_and_run_once_from_the_command_line(tmp_path) -> None:
+    assert dsr_desk("db", "upgrade", cwd=tmp_path).returncode == 0
+    listed = dsr_desk("jobs", "list", cwd=tmp_path)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [
+        "execute", "status_updates", "reminders", "escalation", "digest", "retention"]
+    retention = dsr_desk("jobs", "run-once", "retention", cwd=tmp_path)
+    assert retention.returncode == 0, retention.stderr
+    assert retention.stdout == "retention: purged 0 export(s); reduced 0 request(s)' identifiers\n"
+    digest = dsr_desk("jobs", "run-once", "digest", cwd=tmp_path)
+    assert digest.stdout == "digest: no digest: DSR_DIGEST_CHANNEL is not set\n"
+    wrong = dsr_desk("jobs", "run-once", "digset", cwd=tmp_path)
+    assert wrong.returncode == 2 and "invalid choice: 'digset'" in wrong.stderr

@@ -38,9 +38,9 @@ def scheduler(database_url: str, slack_url: str, data_dir: Path, anchor: float) 
                 "DSR_APPROVERS": "U_APP", "DSR_MANAGERS": "U_MGR", "DSR_DIGEST_CHANNEL": DIGEST,
                 "DSR_TIMEZONE": "UTC", "DSR_DIGEST_TIME": "09:00", "DSR_LOG_LEVEL": "WARNING"})
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "jobs", "serve", "--seconds", "21",
+        [sys.executable, "-m", "bot.cli", "jobs", "serve", "--seconds", "60",
          "--clock-start", START.isoformat(), "--clock-speed", str(SPEED),
-         "--clock-anchor", str(anchor)],
+         "--clock-anchor", str(anchor), "--clock-until", (START + timedelta(hours=23)).isoformat()],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
