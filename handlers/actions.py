@@ -1,4 +1,7 @@
-"""Button clicks: approve, reject, retry, new request."""
+"""Button clicks: approve, reject, retry, new request.
+
+Each click is acknowledged at once, with nothing to say; what it does runs after the ack as a
+bolt lazy listener, and a refusal or failure reaches the user by response_url (ephemeral)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import Deps, replies_errors
+from handlers.deps import Deps, acknowledge, replies_errors
 from handlers.ids import Action
 from handlers.modals import post_in_thread, refresh_request_message
 from handlers.views.intake import intake_modal, reject_modal
@@ -16,11 +19,9 @@ from handlers.views.intake import intake_modal, reject_modal
 def register(app: App, deps: Deps) -> None:
     service = deps.service
 
-    @app.action(Action.APPROVE)
     @replies_errors
-    def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
+    def approve(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                 respond: Respond) -> None:
-        ack()
         user, reference = body["user"]["id"], action["value"]
         decision = service.decide(reference, approver=user, approve=True)
         request = refresh_request_message(deps, client, reference)
@@ -32,20 +33,16 @@ def register(app: App, deps: Deps) -> None:
             post_in_thread(client, request, f":white_check_mark: <@{user}> approved "
                            f"({decision.approvals} of {decision.required}).")
 
-    @app.action(Action.REJECT)
     @replies_errors
-    def reject(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
+    def reject(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                respond: Respond) -> None:
-        ack()
         user = body["user"]["id"]
         service.policy.require(service.policy.is_approver(user), "approve or reject requests")
         client.views_open(trigger_id=body["trigger_id"], view=reject_modal(action["value"]).to_dict())
 
-    @app.action(Action.RETRY)
     @replies_errors
-    def retry(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
+    def retry(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               respond: Respond) -> None:
-        ack()
         user, reference = body["user"]["id"], action["value"]
         count = service.retry(reference, actor=user)
         request = refresh_request_message(deps, client, reference)
@@ -55,14 +52,17 @@ def register(app: App, deps: Deps) -> None:
         respond(text=f"Retrying {count} step(s) of {reference}.", response_type="ephemeral",
                 replace_original=False)
 
-    @app.action(Action.NEW_REQUEST)
     @replies_errors
-    def new_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def new_request(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         service.policy.require(service.policy.is_requester(body["user"]["id"]),
                                "file data subject requests")
         client.views_open(trigger_id=body["trigger_id"],
                           view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
+
+    app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
+    app.action(Action.REJECT)(ack=acknowledge, lazy=[reject])
+    app.action(Action.RETRY)(ack=acknowledge, lazy=[retry])
+    app.action(Action.NEW_REQUEST)(ack=acknowledge, lazy=[new_request])
 
     @app.action(Action.PICK_MATCHES)
     def pick(ack: Ack) -> None:

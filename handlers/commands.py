@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 from typing import Any
 
@@ -53,18 +52,14 @@ def parse_filters(words: list[str], user: str) -> RequestFilter:
 def register(app: App, deps: Deps) -> None:
     service = deps.service
 
-    @app.command("/dsr")
     @replies_errors
-    def dsr(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def dsr(ack: Ack, command: dict[str, Any]) -> None:
+        """Answers in the acknowledgement; `new` and `search` are finished by `after_ack`."""
         user = command["user_id"]
-        word, _, rest = command.get("text", "").strip().partition(" ")
-        word, rest = word.lower(), rest.strip()
+        word, rest = _words(command)
 
         if word == "new":
             ack()
-            service.policy.require(service.policy.is_requester(user), "file data subject requests")
-            client.views_open(trigger_id=command["trigger_id"],
-                              view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
             return
         if word in ("", "help"):
             ack(response_type="ephemeral", blocks=as_dicts(help_blocks()), text="DSR Desk help")
@@ -100,10 +95,28 @@ def register(app: App, deps: Deps) -> None:
                 return
             service.policy.require(service.policy.is_requester(user), "search for subjects")
             ack(response_type="ephemeral", text=":mag: Searching the connected systems…")
-            threading.Thread(target=_search, args=(deps, rest, respond), daemon=True).start()
             return
         ack(response_type="ephemeral", text="DSR Desk help",
             blocks=as_dicts(help_blocks(f"`/dsr {word}` is not a command.")))
+
+    @replies_errors
+    def after_ack(command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        """The slow part of `new` (opening the form) and `search` (asking every system)."""
+        user = command["user_id"]
+        word, rest = _words(command)
+        if word == "new":
+            service.policy.require(service.policy.is_requester(user), "file data subject requests")
+            client.views_open(trigger_id=command["trigger_id"],
+                              view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
+        elif word == "search" and rest and service.policy.is_requester(user):
+            _search(deps, rest, respond)
+
+    app.command("/dsr")(ack=dsr, lazy=[after_ack])
+
+
+def _words(command: dict[str, Any]) -> tuple[str, str]:
+    word, _, rest = command.get("text", "").strip().partition(" ")
+    return word.lower(), rest.strip()
 
 
 def _search(deps: Deps, text: str, respond: Respond) -> None:

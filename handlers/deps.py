@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
+from slack_bolt import Ack
+
 from services.errors import DsrError
 from services.requests import RequestService
 from storage.models import Jurisdiction, RequestType
@@ -26,6 +28,11 @@ class Deps:
 
     def required_approvals(self, request_type: str) -> int:
         return self.service.policy.required_approvals(RequestType(request_type))
+
+
+def acknowledge(ack: Ack) -> None:
+    """The acknowledgement of a listener whose work runs after it (bolt's `lazy=[...]`)."""
+    ack()
 
 
 def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from handlers.deps import Deps
+from handlers.deps import Deps, acknowledge
 from handlers.views.home import home_view
 
 
@@ -29,7 +29,9 @@ def publish_home(deps: Deps, client: WebClient, user: str) -> None:
 
 
 def register(app: App, deps: Deps) -> None:
-    @app.event("app_home_opened")
     def home_opened(event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") == "home":
             publish_home(deps, client, event["user"])
+
+    # Slack wants the event acknowledged at once; the tab is built and published after that.
+    app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])

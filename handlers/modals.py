@@ -158,8 +158,14 @@ def register(app: App, deps: Deps) -> None:
             ack(response_action="errors", errors={Block.REASON: str(exc)[:150]})
             return
         ack()
-        request = refresh_request_message(deps, client, decision.request.reference)
-        post_in_thread(client, request, f":no_entry: Rejected by <@{body['user']['id']}>: {reason}")
+        threading.Thread(target=_announce_rejection, daemon=True, args=(
+            deps, client, decision.request.reference, body["user"]["id"], reason)).start()
+
+
+def _announce_rejection(deps: Deps, client: WebClient, reference: str, user: str,
+                        reason: str) -> None:
+    request = refresh_request_message(deps, client, reference)
+    post_in_thread(client, request, f":no_entry: Rejected by <@{user}>: {reason}")
 
 
 def _show_matches(deps: Deps, client: WebClient, view_id: str, reference: str) -> None:
