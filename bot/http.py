@@ -1,13 +1,10 @@
 """HTTP mode: Slack's requests at POST /slack/events (signature verified by bolt), GET /healthz.
 
-`wsgi_app(runtime)` is a plain WSGI app. `serve(...)` runs it under gunicorn, one process per
-core: a listener's Python work holds the GIL, so one process acknowledges on one core at most.
+`wsgi_app(runtime)` is a plain WSGI app: `dsr-desk run --http` serves it with a threaded
+server; behind a load balancer it can run under gunicorn just as well.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, jsonify, request
 from slack_bolt.adapter.flask import SlackRequestHandler
@@ -34,25 +31,3 @@ def wsgi_app(runtime: Runtime) -> Flask:
         return jsonify({"ok": True})
 
     return web
-
-
-def serve(make_app: Callable[[], Any], *, host: str, port: int, workers: int,
-          threads: int = 1) -> None:
-    """Serve the WSGI app that `make_app()` builds in each of `workers` gunicorn processes (built
-    after the fork: database connections are not shared). With `threads` 1 a process handles one
-    request at a time (gunicorn's sync worker: no GIL contention between requests, but it
-    expects a load balancer that buffers requests); with more, gthread workers with keep-alive."""
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                               "worker_class": "gthread" if threads > 1 else "sync",
-                               "keepalive": 75, "accesslog": None, "loglevel": "warning",
-                               }.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return make_app()
-
-    Server().run()
