@@ -126,8 +126,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app = App(
         client=core.client,
         logger=bolt_logger(),
-        # bolt answers Slack once a listener acks, then finishes the listener on this pool;
-        # its default of 5 threads would make acks queue behind slow work in a burst of clicks.
+        # The ack is sent when a listener's ack function returns (bolt no longer polls for it
+        # every 10 ms); the work after the ack runs as lazy listeners on this pool.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="dsr-listener"),
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,

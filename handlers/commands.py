@@ -70,7 +70,7 @@ def register(app: App, deps: Deps) -> None:
             ack(response_type="ephemeral", text="Requests",
                 blocks=as_dicts(list_blocks(requests, today, f"Requests ({len(requests)} shown)")))
             return
-        if word in ("show", "extend", "cancel"):
+        if word in ("show", "extend", "cancel", "ack"):
             ref, _, reason = rest.partition(" ")
             if parse_reference(ref) is None:
                 ack(response_type="ephemeral", text="Which request?", blocks=as_dicts(help_blocks(
@@ -85,6 +85,11 @@ def register(app: App, deps: Deps) -> None:
                 ack(response_type="ephemeral",
                     text=f":calendar: {ref.upper()} now due {new_due:%d %b %Y}. Tell the subject "
                          "about the extension and its reason.")
+            elif word == "ack":
+                request = service.acknowledge(ref, actor=user)
+                ack(response_type="ephemeral",
+                    text=f":incoming_envelope: Receipt of {request.reference} recorded as "
+                         "acknowledged to the subject; no more acknowledgement reminders.")
             else:
                 request = service.cancel(ref, actor=user, reason=reason)
                 ack(response_type="ephemeral", text=f":x: {request.reference} canceled.")

@@ -185,6 +185,7 @@ HELP = """*DSR Desk*: data subject requests from Slack.
 • `/dsr search <email|phone|name>`: find a subject in the connected systems
 • `/dsr extend DSR-000042 <reason>`: extend the legal deadline once, with a reason
 • `/dsr cancel DSR-000042 [reason]`: cancel a request that is not executing
+• `/dsr ack DSR-000042`: record that the subject was told we received the request (CCPA)
 • `/dsr help`: this text
 Statuses: received, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
 Types: access, erasure, rectification, objection."""

@@ -218,3 +218,17 @@ def test_search_answers_ephemerally_after_the_ack(world: World) -> None:
     assert email not in result["text"]  # the notification text is masked
     refused = world.driver.command("U_NOBODY", f"search {email}").json()
     assert "not allowed to search" in refused["text"]
+
+
+def test_acknowledging_receipt_is_recorded_once_and_audited(world: World) -> None:
+    reference, _ = file_request(world, world.emails()[2], systems=("zendesk",),
+                                **{Block.JURISDICTION: "CCPA"})
+    answer = world.driver.command("U_REQ", f"ack {reference}").json()
+    assert "recorded as acknowledged" in answer["text"]
+    again = world.driver.command("U_REQ", f"ack {reference}").json()
+    assert "was acknowledged on" in again["text"]
+    assert "not allowed" in world.driver.command("U_STRANGER", f"ack {reference}").json()["text"]
+    with world.runtime.service.sessions() as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "request.acknowledged")).all()
+    assert [e.actor for e in events] == ["U_REQ"]
+    assert world.runtime.service.get(reference).acknowledged_at is not None
