@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench.zendesk_erasure
 	$(BIN)/python -m bench.slack_ack
+	$(BIN)/python -m bench.scheduled_jobs
 
 clean:
 	rm -rf $(VENV) .pytest_cache
