@@ -1,0 +1,348 @@
+"""The compliance record of a finished request: what was asked, by whom, who decided, what was
+done where and when, and the audit-chain hash that anchors it all in the trail.
+
+`build_record` reads it from the database once the request is completed, rejected or canceled;
+`record_json` serialises it (stable key order, ISO 8601 UTC times) and `services.record_pdf`
+lays it out for people. The record goes to Slack threads and auditors, so the subject appears
+only masked: identifiers through `services.subjects.mask`, and free text (identity
+verification, reasons) with any of the subject's values or anything shaped like an email
+address or a phone number replaced. `check_anchor` later tells whether the trail still holds
+the record's anchor event unchanged and the whole chain verifies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from services import audit
+from services.errors import InvalidRequest, NotFound
+from services.subjects import Identifier, mask
+from storage.models import (
+    Approval,
+    AuditChainHead,
+    AuditEvent,
+    DsrRequest,
+    ExecutionStep,
+    IdentifierKind,
+    RequestStatus,
+    RequestSystem,
+    StepAttempt,
+    SubjectIdentifier,
+)
+from storage.queries import get_jurisdiction, get_request
+
+RECORD_FORMAT = "dsr-desk.compliance-record"
+RECORD_VERSION = 1
+FINISHED = (RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED)
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class JurisdictionInfo:
+    code: str
+    name: str
+    legal_basis: str
+
+
+@dataclass(frozen=True)
+class Extension:
+    due_on: date
+    reason: str
+    extended_at: datetime | None
+    extended_by: str | None
+
+
+@dataclass(frozen=True)
+class MaskedIdentifier:
+    kind: str
+    purpose: str
+    value: str  # masked: never the clear value
+    system: str | None
+
+
+@dataclass(frozen=True)
+class SystemScope:
+    system: str
+    confirmed_records: tuple[str, ...]  # the vendors' record ids, without labels
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    approver: str
+    decision: str  # approve or reject
+    decided_at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    position: int
+    system: str
+    action: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    name: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TrailEvent:
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ChainPoint:
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class ComplianceRecord:
+    reference: str
+    request_id: int
+    type: str
+    outcome: str  # completed, rejected or canceled
+    simulation: bool
+    jurisdiction: JurisdictionInfo
+    received_at: datetime
+    ack_due_on: date | None
+    acknowledged_at: datetime | None
+    due_on: date
+    extension: Extension | None
+    closed_at: datetime
+    closed_by: str
+    close_reason: str | None
+    requester: str  # Slack user id
+    identity_verification: str  # redacted
+    subject: tuple[MaskedIdentifier, ...]
+    systems: tuple[SystemScope, ...]
+    decisions: tuple[Decision, ...]
+    steps: tuple[Step, ...]
+    export_manifest: tuple[ManifestFile, ...]
+    exports_purged_at: datetime | None
+    trail: tuple[TrailEvent, ...]  # the request's own audit events, in chain order
+    anchor: TrailEvent  # the event that closed the request
+    chain_head: ChainPoint  # the chain's last event when the record was built
+    generated_at: datetime
+
+    @property
+    def effective_due_on(self) -> date:
+        return self.extension.due_on if self.extension else self.due_on
+
+    @property
+    def on_time(self) -> bool:
+        return self.closed_at.date() <= self.effective_due_on
+
+
+def build_record(session: Session, request_id: int | str, *, exports: Path,
+                 now: datetime | None = None) -> ComplianceRecord:
+    """The record of a finished request. `exports` is the folder holding one export folder per
+    request (`<data_dir>/exports`); NotFound for an unknown request, InvalidRequest for one that
+    is still open."""
+    request = get_request(session=session, ref=request_id)
+    if request is None:
+        raise NotFound(f"No request {request_id}. References look like DSR-000042.")
+    status = RequestStatus(request.status)
+    if status not in FINISHED or request.closed_at is None:
+        raise InvalidRequest(
+            f"{request.reference} is {status}: a compliance record is made once a request is "
+            "completed, rejected or canceled.")
+    jurisdiction = get_jurisdiction(session=session, code=request.jurisdiction_code)
+    identifiers = _identifiers(session, request)
+    known = [i.identifier for i in identifiers]
+
+    events = list(session.exec(select(AuditEvent).where(AuditEvent.request_id == request.id)
+                               .order_by(AuditEvent.seq)))
+    closing = [e for e in events if e.action == "request.status_changed"
+               and (e.details or {}).get("to") in {s.value for s in FINISHED}]
+    if not closing:
+        raise InvalidRequest(f"{request.reference} is {status} but the audit trail has no event "
+                             "closing it: run `dsr-desk audit verify`.")
+    anchor = closing[-1]
+    head = session.get(AuditChainHead, 1)
+
+    return ComplianceRecord(
+        reference=request.reference,
+        request_id=request.id,
+        type=str(request.type),
+        outcome=status.value,
+        simulation=request.simulation,
+        jurisdiction=JurisdictionInfo(jurisdiction.code, jurisdiction.name, jurisdiction.legal_basis),
+        received_at=request.received_at,
+        ack_due_on=request.ack_due_on,
+        acknowledged_at=request.acknowledged_at,
+        due_on=request.due_on,
+        extension=Extension(request.extended_due_on, redact(request.extension_reason or "", known),
+                            request.extended_at, request.extended_by)
+        if request.extended_due_on else None,
+        closed_at=request.closed_at,
+        closed_by=anchor.actor,
+        close_reason=redact(anchor.details.get("reason") or "", known) or None,
+        requester=request.requester_slack_id,
+        identity_verification=redact(request.identity_verification, known),
+        subject=tuple(MaskedIdentifier(str(i.kind), str(i.purpose), mask(i.identifier), i.system)
+                      for i in identifiers),
+        systems=_systems(session, request),
+        decisions=_decisions(session, request, known),
+        steps=_steps(session, request),
+        export_manifest=read_manifest(exports / request.reference),
+        exports_purged_at=request.exports_purged_at,
+        trail=tuple(_trail_event(e) for e in events),
+        anchor=_trail_event(anchor),
+        chain_head=ChainPoint(head.last_seq, head.last_hash),
+        generated_at=(now or datetime.now(UTC)).astimezone(UTC),
+    )
+
+
+@dataclass(frozen=True)
+class _StoredIdentifier:
+    kind: str
+    purpose: str
+    value: str
+    system: str | None
+
+    @property
+    def identifier(self) -> Identifier:
+        return Identifier(IdentifierKind(self.kind), self.value, self.system)
+
+
+def _identifiers(session: Session, request: DsrRequest) -> list[_StoredIdentifier]:
+    rows = session.exec(select(SubjectIdentifier).where(SubjectIdentifier.request_id == request.id)
+                        .order_by(SubjectIdentifier.id))
+    return [_StoredIdentifier(str(r.kind), str(r.purpose), r.value, r.system) for r in rows]
+
+
+def _systems(session: Session, request: DsrRequest) -> tuple[SystemScope, ...]:
+    rows = session.exec(select(RequestSystem).where(RequestSystem.request_id == request.id)
+                        .order_by(RequestSystem.id))
+    return tuple(SystemScope(r.system, tuple(str(c.get("record_id")) for c in r.confirmed_records or ()),
+                             r.confirmed_at) for r in rows)
+
+
+def _decisions(session: Session, request: DsrRequest, known: list[Identifier]) -> tuple[Decision, ...]:
+    rows = session.exec(select(Approval).where(Approval.request_id == request.id).order_by(Approval.id))
+    return tuple(Decision(r.approver_slack_id, str(r.decision), r.decided_at,
+                          redact(r.reason or "", known) or None) for r in rows)
+
+
+def _steps(session: Session, request: DsrRequest) -> tuple[Step, ...]:
+    steps = list(session.exec(select(ExecutionStep).where(ExecutionStep.request_id == request.id)
+                              .order_by(ExecutionStep.position)))
+    attempts: dict[int, list[Attempt]] = {s.id: [] for s in steps}
+    if steps:
+        for a in session.exec(select(StepAttempt).where(StepAttempt.step_id.in_(list(attempts)))
+                              .order_by(StepAttempt.id)):
+            attempts[a.step_id].append(Attempt(a.worker, a.started_at, a.finished_at, a.outcome, a.note))
+    return tuple(Step(s.position, s.system, s.action, str(s.status), s.started_at, s.finished_at,
+                      dict(s.result) if s.result is not None else None, s.error,
+                      tuple(attempts[s.id])) for s in steps)
+
+
+def _trail_event(event: AuditEvent) -> TrailEvent:
+    return TrailEvent(event.seq, event.occurred_at, event.actor, event.action, event.hash)
+
+
+def read_manifest(folder: Path) -> tuple[ManifestFile, ...]:
+    """The files of a packaged export (`manifest.json` in its folder); none if not packaged."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return ()
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        return tuple(ManifestFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]).lower())
+                     for f in files)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest(f"The export manifest {path} is not readable ({exc!r}): "
+                             "it must be {\"files\": [{\"name\", \"bytes\", \"sha256\"}, ...]}.") from None
+
+
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def redact(text: str, identifiers: list[Identifier]) -> str:
+    """Free text fit for the record: the subject's own identifiers, and anything that looks like
+    an email address or a phone number, replaced by their masks."""
+    for identifier in sorted(identifiers, key=lambda i: len(i.value), reverse=True):
+        if len(identifier.value.strip()) >= 3:
+            text = re.sub(re.escape(identifier.value.strip()), mask(identifier), text,
+                          flags=re.IGNORECASE)
+    text = _EMAIL.sub(lambda m: mask(Identifier(IdentifierKind.EMAIL, m.group())), text)
+    return _PHONE.sub(lambda m: mask(Identifier(IdentifierKind.PHONE, re.sub(r"[^\d+]", "", m.group()))),
+                      text)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def utc_iso(moment: datetime) -> str:
+    """`2026-03-02T09:30:00Z`: ISO 8601 in UTC (fractions of a second kept when there are some)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime in a compliance record")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def record_dict(record: ComplianceRecord) -> dict[str, Any]:
+    body = _plain(dataclasses.asdict(record))
+    body.update(format=RECORD_FORMAT, version=RECORD_VERSION,
+                effective_due_on=record.effective_due_on.isoformat(), on_time=record.on_time)
+    return body
+
+
+def record_json(record: ComplianceRecord) -> str:
+    """The record as JSON: sorted keys, two-space indent, ISO 8601 UTC times; the same record
+    always gives the same text."""
+    return json.dumps(record_dict(record), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def check_anchor(session: Session, record: ComplianceRecord) -> bool:
+    """True if the trail still holds the record's anchor event, and the chain head it saw, with
+    the same hashes, and the whole chain verifies."""
+    for point in (record.anchor, record.chain_head):
+        event = session.get(AuditEvent, point.seq)
+        if event is None or event.hash != point.hash:
+            return False
+    anchor = session.get(AuditEvent, record.anchor.seq)
+    if anchor.request_id != record.request_id or audit.event_hash(anchor) != anchor.hash:
+        return False
+    return audit.verify(session).ok
