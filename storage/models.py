@@ -107,6 +107,8 @@ class DsrRequest(SQLModel, table=True):
         sa.Index("ix_dsr_request_unacknowledged", "status", "ack_due_on",
                  sqlite_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}"),
                  postgresql_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")),
+        # The digest reads the requests completed in the last 30 days.
+        sa.Index("ix_dsr_request_status_closed_at", "status", "closed_at"),
         # Retention looks only at closed requests it has not handled yet.
         sa.Index("ix_dsr_request_exports_kept", "closed_at",
                  sqlite_where=sa.text("exports_purged_at IS NULL AND closed_at IS NOT NULL"),
@@ -129,7 +131,7 @@ class DsrRequest(SQLModel, table=True):
     extended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     extended_by: str | None = Field(default=None, max_length=64)
     # when it became completed, rejected or canceled
-    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     exports_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     identifiers_reduced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     simulation: bool = True

@@ -64,7 +64,7 @@ def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
     opened: Counter[date] = Counter()
     for received_at in session.exec(select(DsrRequest.received_at)
                                       .where(DsrRequest.received_at >= since)
-                                      .execution_options(yield_per=2000)):
+                                      .execution_options(yield_per=500)):
         opened[received_at.astimezone(zone).date()] += 1
 
     completed: Counter[date] = Counter()
@@ -74,7 +74,7 @@ def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
     for received_at, closed_at, due_on in session.exec(
         select(DsrRequest.received_at, DsrRequest.closed_at, EFFECTIVE_DUE)
         .where(DsrRequest.status == RequestStatus.COMPLETED, DsrRequest.closed_at >= since)
-        .execution_options(yield_per=2000)
+        .execution_options(yield_per=500)
     ):
         closed_day = closed_at.astimezone(zone).date()
         completed[closed_day] += 1

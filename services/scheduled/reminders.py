@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import islice
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -21,6 +22,7 @@ from storage.db import SessionFactory
 from storage.models import IS_OPEN, IS_UNACKNOWLEDGED, DsrRequest, RequestStatus, format_reference
 from storage.queries import EFFECTIVE_DUE
 
+BATCH = 100  # owed reminders read, checked and sent at a time
 STATUS_WORDS = {status: status.value.replace("_", " ") for status in RequestStatus}
 
 
@@ -36,7 +38,8 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
     last = today + timedelta(days=max(offsets))
     columns = (DsrRequest.id, DsrRequest.type, DsrRequest.jurisdiction_code, DsrRequest.status,
                DsrRequest.simulation)
-    due = select(*columns, EFFECTIVE_DUE).where(IS_OPEN, today <= EFFECTIVE_DUE, last >= EFFECTIVE_DUE)
+    due = (select(*columns, EFFECTIVE_DUE).where(IS_OPEN, today <= EFFECTIVE_DUE, last >= EFFECTIVE_DUE)
+           .execution_options(yield_per=BATCH))
     for request_id, kind, law, status, simulation, due_on in session.exec(due):
         days = (due_on - today).days
         offset = min(k for k in offsets if k >= days)
@@ -48,7 +51,7 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
                  f"Status: {STATUS_WORDS[status]}."))
     acks = select(*columns, DsrRequest.ack_due_on).where(
         IS_UNACKNOWLEDGED, DsrRequest.ack_due_on >= today,
-        DsrRequest.ack_due_on <= today + timedelta(days=ack_days))
+        DsrRequest.ack_due_on <= today + timedelta(days=ack_days)).execution_options(yield_per=BATCH)
     for request_id, kind, law, _status, simulation, ack_due_on in session.exec(acks):
         reference = format_reference(request_id)
         yield Reminder(f"ack:{reference}", Event(
@@ -60,13 +63,17 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
 def sweep(sessions: SessionFactory, send: Callable[[Event], object], *, today: date,
           offsets: Sequence[int], ack_days: int, owner: str, now: datetime,
           lease: timedelta = dispatch.LEASE) -> int:
-    """Send each owed reminder not sent yet; returns how many this call sent."""
-    with sessions() as session:
-        owed = list(owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days))
-    done = dispatch.sent_keys(sessions, (r.key for r in owed))
-    return sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner, now=now,
-                             request_id=r.event.request_id, lease=lease)
-               for r in owed if r.key not in done)
+    """Send each owed reminder not sent yet; returns how many this call sent. Streamed in
+    batches, so memory does not grow with the requests due."""
+    sent = 0
+    with sessions() as session:  # a read snapshot; the claims commit on their own connections
+        owed = owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days)
+        while batch := list(islice(owed, BATCH)):
+            done = dispatch.sent_keys(sessions, (r.key for r in batch))
+            sent += sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner,
+                                      now=now, request_id=r.event.request_id, lease=lease)
+                        for r in batch if r.key not in done)
+    return sent
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def upgrade() -> None:
     with op.batch_alter_table("dsr_request") as table:
         table.add_column(sa.Column("exports_purged_at", TIME, nullable=True))
         table.add_column(sa.Column("identifiers_reduced_at", TIME, nullable=True))
-    op.create_index("ix_dsr_request_closed_at", "dsr_request", ["closed_at"])
+    op.create_index("ix_dsr_request_status_closed_at", "dsr_request", ["status", "closed_at"])
     op.create_index("ix_dsr_request_received_at", "dsr_request", ["received_at"])
     op.create_index("ix_dsr_request_open_due", "dsr_request",
                     ["status", sa.text("coalesce(extended_due_on, due_on)")],
@@ -72,7 +72,7 @@ def downgrade() -> None:
     op.drop_index("ix_dsr_request_unacknowledged", table_name="dsr_request")
     op.drop_index("ix_dsr_request_open_due", table_name="dsr_request")
     op.drop_index("ix_dsr_request_received_at", table_name="dsr_request")
-    op.drop_index("ix_dsr_request_closed_at", table_name="dsr_request")
+    op.drop_index("ix_dsr_request_status_closed_at", table_name="dsr_request")
     with op.batch_alter_table("dsr_request") as table:
         table.drop_column("identifiers_reduced_at")
         table.drop_column("exports_purged_at")
