@@ -23,11 +23,10 @@ from services.clock import Clock, SystemClock
 from services.connectors import CONNECTORS
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
-from services.exports import DirectorySink
+from services.exports import DirectorySink, export_folder
 from services.notify import LoggingNotifier
 from services.policy import Policy
 from services.requests import RequestService
-from services.scheduled.retention import export_folder
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -83,7 +82,8 @@ def check_slack_settings(settings: Settings, *, http: bool) -> None:
         raise ConfigurationError(f"Missing settings: {', '.join(missing)}. {SETUP_HINT}")
 
 
-def build_core(settings: Settings, *, clock: Clock | None = None,
+def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str | None = None,
+               lease_seconds: float = DEFAULT_CONFIG.lease_seconds,
                **registry_overrides: object) -> Core:
     clock = clock or SystemClock()
     engine = make_engine(settings.effective_database_url)
@@ -109,11 +109,11 @@ def build_core(settings: Settings, *, clock: Clock | None = None,
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None)  # the scheduler's, once there is one
-    exports = settings.data_dir / "exports"
     speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
     worker = Worker(sessions, registry,
-                    lambda request, system: DirectorySink(export_folder(exports, request.reference)),
-                    clock, config=EngineConfig(lease_seconds=DEFAULT_CONFIG.lease_seconds * speed))
+                    lambda request, system: DirectorySink(
+                        export_folder(settings.exports_dir, request.reference)),
+                    clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
     notifier = SlackNotifier(client, deps) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
                 client=client if token else None, clock=clock)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from bot.logs import configure_logging
 from bot.settings import Settings, load_settings
 from services import audit
-from services.errors import ConfigurationError, DsrError
+from services.errors import DsrError
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -130,23 +130,10 @@ def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.wiring import ConnectorRegistry
-    from services.clock import SystemClock
-    from services.engine import EngineConfig, Worker
-    from services.exports import DirectorySink
-    from services.scheduled.retention import export_folder
+    from bot.app import build_core
 
-    engine = _engine(settings)
-    if not migrate.is_current(engine):
-        raise ConfigurationError("The database is not up to date: run `dsr-desk db upgrade`.")
-    registry = ConnectorRegistry(settings)
-    exports = settings.data_dir / "exports"
-    worker = Worker(
-        make_session_factory(engine), registry,
-        lambda request, system: DirectorySink(export_folder(exports, request.reference)),
-        SystemClock(), worker_id=args.worker_id,
-        config=EngineConfig(lease_seconds=args.lease_seconds),
-    )
+    worker = build_core(settings, worker_id=args.worker_id,
+                        lease_seconds=args.lease_seconds).jobs.worker
     recovered = worker.recover()
     if recovered:
         print(f"worker {worker.id}: resumed {recovered} step(s) left running by a crash", flush=True)

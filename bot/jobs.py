@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
-from pathlib import Path
 
 from slack_sdk import WebClient
 
@@ -99,7 +98,7 @@ class Jobs:
         now = self.clock.now()
         channel, day = self.settings.digest_channel, self._report_day()
         if not (channel and day and self.client):
-            return self._not_due("escalation", channel, day)
+            return self._not_due("escalation", channel)
         today = now.astimezone(self.settings.zone).date()
         with self.sessions() as session:
             count, shown = reminders.overdue(session, today=today)
@@ -116,29 +115,25 @@ class Jobs:
         now = self.clock.now()
         channel, day = self.settings.digest_channel, self._report_day()
         if not (channel and day and self.client):
-            return self._not_due("digest", channel, day)
+            return self._not_due("digest", channel)
         sent = dispatch.once(self.sessions, f"digest:{channel}:{day}", owner=self.owner, now=now,
                              lease=self.lease, send=lambda: self._post_digest(channel))
         return f"posted the digest for {day}" if sent else "digest already posted today"
 
     def retention(self) -> str:
         now = self.clock.now()
-        exports = retention.purge_exports(self.sessions, self.exports_dir, now=now,
+        exports = retention.purge_exports(self.sessions, self.settings.exports_dir, now=now,
                                           days=self.settings.export_retention_days)
         reduced = retention.reduce_identifiers(self.sessions, now=now,
                                                days=self.settings.identifier_retention_days)
         return f"purged {exports} export(s); reduced {reduced} request(s)' identifiers"
-
-    @property
-    def exports_dir(self) -> Path:
-        return self.settings.data_dir / "exports"
 
     def _report_day(self) -> date | None:
         """Today in the digest's zone, once DSR_DIGEST_TIME has passed there."""
         return digest.local_day_due(self.clock.now(), self.settings.digest_zone,
                                     time.fromisoformat(self.settings.digest_time))
 
-    def _not_due(self, what: str, channel: str, day: date | None) -> str:
+    def _not_due(self, what: str, channel: str) -> str:
         if not channel:
             return f"no {what}: DSR_DIGEST_CHANNEL is not set"
         if not self.client:

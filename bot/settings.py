@@ -225,6 +225,10 @@ class Settings(BaseSettings):
         return f"https://{self.zendesk_subdomain}.zendesk.com" if self.zendesk_subdomain else ""
 
     @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'dsr-desk.sqlite3'}"
 

@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 
+def export_folder(exports: Path, reference: str) -> Path:
+    """Where a request's exported data lives: one folder per request under `exports`."""
+    return exports / reference
+
+
 class DirectorySink:
     """Writes each document as a JSON file under one folder; a crash leaves no half file."""
 

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from services import audit
 from services.errors import InvalidRequest, NotFound
+from services.exports import export_folder
 from services.subjects import Identifier, mask
 from storage.models import (
     Approval,
@@ -216,7 +217,7 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
         systems=_systems(session, request),
         decisions=_decisions(session, request, known),
         steps=_steps(session, request),
-        export_manifest=read_manifest(exports / request.reference),
+        export_manifest=read_manifest(export_folder(exports, request.reference)),
         exports_purged_at=request.exports_purged_at,
         trail=tuple(_trail_event(e) for e in events),
         anchor=_trail_event(anchor),

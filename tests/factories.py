@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from services.intake import NewRequest, create_request
@@ -32,3 +33,15 @@ def new_request(**overrides: object) -> NewRequest:
 
 def add_request(session: Session, at: datetime, **overrides: object) -> DsrRequest:
     return create_request(session, new_request(**overrides), at=at, zone=UTC_ZONE)
+
+
+def tamper_with_audit(engine: sa.Engine, *statements: str) -> None:
+    """What someone with direct database access could do: drop the guard, then edit history."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")
+            conn.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
+        else:
+            conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
+        for statement in statements:
+            conn.exec_driver_sql(statement)

@@ -11,16 +11,12 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from services import audit
+from services.exports import export_folder
 from services.subjects import Identifier, mask
 from storage.db import SessionFactory, transaction
 from storage.models import DsrRequest, RequestSystem, RequestType, SubjectIdentifier
 
 ACTOR = "dsr-desk:retention"
-
-
-def export_folder(exports: Path, reference: str) -> Path:
-    """Where a request's exported data lives (one folder per request)."""
-    return exports / reference
 
 
 def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, days: int,

@@ -133,7 +133,7 @@ def test_progress_is_posted_as_one_message_per_batch(jobs, slack) -> None:
 
 def test_retention_job_deletes_expired_exports(jobs) -> None:
     request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED, due_in=20)
-    folder = jobs.exports_dir / request.reference / "zendesk"
+    folder = jobs.settings.exports_dir / request.reference / "zendesk"
     folder.mkdir(parents=True)
     (folder / "tickets.json").write_text("[]")
     jobs.clock.advance(days=31)

@@ -10,6 +10,7 @@ from sqlmodel import select
 from services import audit
 from storage.db import transaction
 from storage.models import AuditEvent
+from tests.factories import tamper_with_audit
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -26,18 +27,6 @@ def _append(session_factory, count: int, start: int = 0) -> None:
 def _verify(session_factory) -> audit.Verification:
     with session_factory() as session:
         return audit.verify(session)
-
-
-def _tamper(engine: sa.Engine, *statements: str) -> None:
-    """What someone with direct database access could do: drop the guard, then edit history."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")
-            conn.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
-        else:
-            conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
-        for statement in statements:
-            conn.exec_driver_sql(statement)
 
 
 def test_intact_chain_verifies(session_factory) -> None:
@@ -59,7 +48,7 @@ def test_empty_chain_verifies(session_factory) -> None:
 
 def test_altered_event_is_named(engine, session_factory) -> None:
     _append(session_factory, 5)
-    _tamper(engine, """UPDATE audit_event SET actor = 'U_SOMEONE_ELSE' WHERE seq = 3""")
+    tamper_with_audit(engine, """UPDATE audit_event SET actor = 'U_SOMEONE_ELSE' WHERE seq = 3""")
     result = _verify(session_factory)
     assert not result.ok
     assert result.problem.startswith("audit event #3 (test.event_2 at")
@@ -72,20 +61,21 @@ def test_altered_details_are_caught(engine, session_factory) -> None:
     with session_factory() as session:
         original = session.get(AuditEvent, 2).details
     assert original == {"n": 1, "note": "Ünïcode ok"}
-    _tamper(engine, """UPDATE audit_event SET details = '{"n": 1, "note": "edited"}' WHERE seq = 2""")
+    tamper_with_audit(engine,
+                      """UPDATE audit_event SET details = '{"n": 1, "note": "edited"}' WHERE seq = 2""")
     assert _verify(session_factory).problem.startswith("audit event #2 ")
 
 
 def test_deleted_event_is_named(engine, session_factory) -> None:
     _append(session_factory, 5)
-    _tamper(engine, "DELETE FROM audit_event WHERE seq = 4")
+    tamper_with_audit(engine, "DELETE FROM audit_event WHERE seq = 4")
     result = _verify(session_factory)
     assert result.problem == "audit event #4 is missing (deleted)"
 
 
 def test_deleted_tail_is_caught(engine, session_factory) -> None:
     _append(session_factory, 5)
-    _tamper(engine, "DELETE FROM audit_event WHERE seq = 5")
+    tamper_with_audit(engine, "DELETE FROM audit_event WHERE seq = 5")
     result = _verify(session_factory)
     assert result.problem.startswith("audit event #5 is missing")
 
@@ -93,7 +83,7 @@ def test_deleted_tail_is_caught(engine, session_factory) -> None:
 def test_reordered_events_are_named(engine, session_factory) -> None:
     _append(session_factory, 5)
     # Swap events 2 and 3 by renumbering them (through a free number, as the key is unique).
-    _tamper(
+    tamper_with_audit(
         engine,
         "UPDATE audit_event SET seq = 1000 WHERE seq = 2",
         "UPDATE audit_event SET seq = 2 WHERE seq = 3",

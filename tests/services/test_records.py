@@ -23,7 +23,7 @@ from services.requests import RequestService
 from services.subjects import Identifier
 from storage.models import AuditChainHead, AuditEvent, IdentifierKind, RequestType
 from tests.conftest import ManualClock
-from tests.factories import new_request
+from tests.factories import new_request, tamper_with_audit
 from tests.fakes import ScriptedConnector
 from tests.workflow import run_until_settled
 
@@ -195,18 +195,6 @@ def test_unreadable_manifest_is_named(world, session_factory, tmp_path) -> None:
         _build(session_factory, ref, tmp_path)
 
 
-def _tamper(engine: sa.Engine, *statements: str) -> None:
-    """What someone with direct database access could do: drop the guard, then edit history."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")
-            conn.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
-        else:
-            conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-
-
 def _check(session_factory, record) -> bool:
     with session_factory() as session:
         return check_anchor(session, record)
@@ -222,7 +210,8 @@ def test_anchor_holds_until_the_trail_is_altered(world, engine, session_factory,
     service.cancel(other, actor="U_REQUESTER", reason="duplicate")
     assert _check(session_factory, record)
 
-    _tamper(engine, f"UPDATE audit_event SET actor = 'U_SOMEONE_ELSE' WHERE seq = {record.anchor.seq}")
+    tamper_with_audit(engine,
+                      f"UPDATE audit_event SET actor = 'U_SOMEONE_ELSE' WHERE seq = {record.anchor.seq}")
     assert not _check(session_factory, record)
 
 
@@ -235,7 +224,7 @@ def test_anchor_catches_a_rewritten_chain(world, engine, session_factory, tmp_pa
     with session_factory() as session:
         first_approval = session.exec(select(AuditEvent).where(
             AuditEvent.action == "request.approved").order_by(AuditEvent.seq)).first().seq
-    _tamper(engine, f"UPDATE audit_event SET actor = 'U_REQUESTER' WHERE seq = {first_approval}")
+    tamper_with_audit(engine, f"UPDATE audit_event SET actor = 'U_REQUESTER' WHERE seq = {first_approval}")
     with session_factory() as session:
         prev = audit.GENESIS_HASH
         rewritten = []

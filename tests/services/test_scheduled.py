@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from services import notify
+from services.exports import export_folder
 from services.lifecycle import transition
 from services.notify import Event, RecordingNotifier
 from services.scheduled import digest, dispatch, reminders, retention
@@ -273,13 +274,13 @@ def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_pa
     kept = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED)
     purged_at = T0 + timedelta(days=31)
     for request_id in (kept,):
-        folder = retention.export_folder(tmp_path, f"DSR-{request_id:06d}")
+        folder = export_folder(tmp_path, f"DSR-{request_id:06d}")
         (folder / "zendesk").mkdir(parents=True)
         (folder / "zendesk" / "user.json").write_text('{"name": "Jane"}')
     assert retention.purge_exports(session_factory, tmp_path, now=T0 + timedelta(days=29), days=30) == 0
-    assert retention.export_folder(tmp_path, "DSR-000001").exists()
+    assert export_folder(tmp_path, "DSR-000001").exists()
     assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 1
-    assert not retention.export_folder(tmp_path, "DSR-000001").exists()
+    assert not export_folder(tmp_path, "DSR-000001").exists()
     assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 0
     with session_factory() as session:
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "export.purged")).one()
