@@ -10,6 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
@@ -23,7 +24,7 @@ from services.clock import Clock, SystemClock
 from services.connectors import CONNECTORS
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
-from services.exports import DirectorySink, export_folder
+from services.exports import SealedSink, export_folder
 from services.notify import LoggingNotifier
 from services.policy import Policy
 from services.requests import RequestService
@@ -106,15 +107,18 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     live = {name for name, configured in (
         ("genesys", bool(settings.genesys_client_id and settings.genesys_client_secret)),
         ("zendesk", bool(settings.zendesk_base_url and settings.zendesk_api_token))) if configured}
+    speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
+    keys = settings.export_keys  # before anything starts: a missing key stops start-up
+    worker = Worker(sessions, registry,
+                    lambda request, system: SealedSink(
+                        export_folder(settings.exports_dir, request.reference), keys),
+                    clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
+    deliveries = Deliveries(client, sessions, settings, clock, owner=worker.id)
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
-                wake_worker=lambda: None)  # the scheduler's, once there is one
-    speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
-    worker = Worker(sessions, registry,
-                    lambda request, system: DirectorySink(
-                        export_folder(settings.exports_dir, request.reference)),
-                    clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
-    notifier = SlackNotifier(client, deps) if token else LoggingNotifier()
+                wake_worker=lambda: None,  # the scheduler's, once there is one
+                deliverables=deliveries)
+    notifier = SlackNotifier(client, deps, deliveries) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
                 client=client if token else None, clock=clock)
     return Core(settings, service, registry, deps, jobs, client)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TextIO
 
 from bot.logs import configure_logging
 from bot.settings import Settings, load_settings
 from services import audit
-from services.errors import DsrError
+from services.errors import DsrError, InvalidRequest
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -113,6 +118,84 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"Audit trail BROKEN after {result.checked} good events: {result.problem}.", file=sys.stderr)
     return 1
+
+
+def _utc_day(text: str, option: str) -> datetime:
+    """A calendar day, YYYY-MM-DD, as UTC midnight."""
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(
+            f"{option} {text!r} is not a date: expected YYYY-MM-DD (a calendar day, from midnight UTC)"
+        ) from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
+    since = _utc_day(args.since, "--since")
+    until = _utc_day(args.until, "--until") if args.until else None
+    if until is not None and until <= since:
+        raise InvalidRequest(f"--until {args.until} must be a later day than --since {args.since} "
+                             "(--until is exclusive)")
+    target = Path(args.out) if args.out else None
+    partial = target.with_name(target.name + ".partial") if target else None
+    factory = make_session_factory(_engine(settings))
+    with factory() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # One snapshot for the events and the chain check, while the bot goes on appending
+            # (SQLite's read transaction is a snapshot already).
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        generated_at = datetime.now(UTC).replace(microsecond=0)
+
+        def export(out: TextIO) -> audit.ExportSummary:
+            return audit.write_export(session, out, fmt=args.format, since=since, until=until,
+                                      generated_at=generated_at)
+
+        if partial is None:
+            summary = export(sys.stdout)
+            sys.stdout.flush()
+        else:
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    summary = export(out)
+                os.replace(partial, target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+    where = f" to {target}" if target else ""
+    window = f"#{summary.first_seq} to #{summary.last_seq}" if summary.exported else "none"
+    result = summary.verification
+    if result.ok:
+        if args.format == "csv":
+            print(f"Exported {summary.exported} events ({window}){where}. Audit trail intact: "
+                  f"{result.checked} events, head #{summary.head_seq} hash {summary.head_hash}.",
+                  file=sys.stderr)
+        return 0
+    print(f"Exported {summary.exported} events ({window}){where}. Audit trail BROKEN after "
+          f"{result.checked} good events: {result.problem}.", file=sys.stderr)
+    return 1
+
+
+def _audit_export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", required=True, metavar="DATE",
+                        help="first day, YYYY-MM-DD (from 00:00 UTC)")
+    parser.add_argument("--until", metavar="DATE",
+                        help="day after the last, YYYY-MM-DD (exclusive; default: up to now)")
+    parser.add_argument("--format", required=True, choices=["csv", "json"])
+    parser.add_argument("--out", metavar="FILE",
+                        help="write to FILE (through FILE.partial, renamed when complete); "
+                        "default: standard output")
+    parser.epilog = (
+        "Rows come in chain order with seq, occurred_at (UTC), actor, action, reference, "
+        "request_id, details, prev_hash and hash. The whole chain is verified as well: JSON ends "
+        "with a 'chain' section, CSV prints the result on standard error; exit 1 if it is broken "
+        "(the export is written all the same). An export that starts mid-chain can still be "
+        "checked: each row carries its prev_hash and hash, each row's prev_hash is the hash of "
+        "the event before it (the previous row's), and the hash is recomputed from the row as "
+        "'dsr-desk audit verify' does (see the README)."
+    )
 
 
 def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
@@ -272,6 +355,8 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
      _revision_args),
     ("audit verify", "Verify the audit trail's hash chain; exit 1 naming the first bad event.",
      cmd_audit_verify, None),
+    ("audit export", "Export the audit events of a date range as CSV or JSON for auditors, with the "
+     "chain's verification.", cmd_audit_export, _audit_export_args),
     ("jurisdictions", "List the jurisdictions and their legal deadlines.", cmd_jurisdictions, None),
     ("worker", "Run approved requests' steps against the vendors (or their stand-ins).",
      cmd_worker, _worker_args),
@@ -283,7 +368,7 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
     ("sandbox serve", "Serve a vendor stand-in on localhost (try it with curl or the vendor's "
      "client).", cmd_sandbox_serve, _sandbox_args),
 ]
-GROUPS = {"db": "Manage the database schema.", "audit": "Check the audit trail.",
+GROUPS = {"db": "Manage the database schema.", "audit": "Check and export the audit trail.",
           "sandbox": "The vendor stand-ins of simulation mode.",
           "jobs": "The scheduled jobs: execution, status updates, reminders, digest, retention."}
 

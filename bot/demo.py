@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from cryptography.fernet import Fernet
+
 from bot.app import create_app
 from bot.http import wsgi_app
 from bot.settings import Settings
@@ -77,7 +79,7 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> str:
             DATABASE_URL=database, DSR_DATA_DIR=str(base), SLACK_BOT_TOKEN="xoxb-demo",
             SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack_server.url}/api/",
             DSR_REQUESTERS="U0PRIYA", DSR_APPROVERS="U0MARCO", DSR_APPROVALS_CHANNEL=APPROVALS,
-            DSR_POLL_SECONDS=0.2,
+            DSR_POLL_SECONDS=0.2, DSR_EXPORT_KEY=Fernet.generate_key().decode(),  # lives as long as the demo
         )
         runtime = create_app(settings, intervals={"execute": 0.2, "status_updates": 0.2})
         runtime.scheduler.start()

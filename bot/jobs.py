@@ -21,7 +21,7 @@ from services import notify
 from services.clock import Clock
 from services.engine import Worker
 from services.notify import Notifier
-from services.scheduled import digest, dispatch, reminders, retention
+from services.scheduled import deliverables, digest, dispatch, reminders, retention
 from storage.db import SessionFactory
 
 log = logging.getLogger("dsr_desk.jobs")
@@ -42,6 +42,7 @@ SPECS = {spec.name: spec for spec in (
     JobSpec("reminders", 900, "deadline reminders (DSR_REMINDER_DAYS) and acknowledgement reminders"),
     JobSpec("escalation", 300, "overdue requests to the managers' channel, daily at DSR_DIGEST_TIME"),
     JobSpec("digest", 300, "the managers' daily digest at DSR_DIGEST_TIME"),
+    JobSpec("deliverables", 10, "seal finished access requests' exports; make compliance records"),
     JobSpec("retention", 3600, "delete expired exports; reduce old closed requests' identifiers"),
 )}
 
@@ -119,6 +120,15 @@ class Jobs:
         sent = dispatch.once(self.sessions, f"digest:{channel}:{day}", owner=self.owner, now=now,
                              lease=self.lease, send=lambda: self._post_digest(channel))
         return f"posted the digest for {day}" if sent else "digest already posted today"
+
+    def deliverables(self) -> str:
+        now, made = self.clock.now(), 0
+        for request_id in deliverables.unrecorded(self.sessions):
+            made += deliverables.make(self.sessions, request_id, exports=self.settings.exports_dir,
+                                      keys=self.settings.export_keys, now=now, owner=self.owner,
+                                      lease=self.lease)
+        posted = self.status_updates() if made else ""
+        return f"made {made} record(s)" + (f"; {posted}" if posted else "")
 
     def retention(self) -> str:
         now = self.clock.now()

@@ -1,6 +1,7 @@
 """The Slack side of `services.notify.Notifier`: one thread message per batch of a request's
 progress, its approval message kept current, and the requester told in a direct message when
-the request completes, needs attention, or is reminded of a deadline."""
+the request completes, needs attention, or is reminded of a deadline; a finished request's
+compliance record goes to its thread and its export to the requester (`bot.deliveries`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 
 from slack_sdk import WebClient
 
+from bot.deliveries import Deliveries
 from handlers.deps import Deps
 from handlers.modals import post_in_thread, refresh_request_message
 from handlers.views.common import as_dicts, section
@@ -17,14 +19,16 @@ from services.notify import Event
 ICONS = {"request.started": ":gear:", "step.done": ":white_check_mark:",
          "step.waiting": ":hourglass_flowing_sand:", "request.completed": ":tada:",
          "request.needs_attention": ":warning:", "reminder.due": ":alarm_clock:",
-         "reminder.ack": ":incoming_envelope:"}
+         "reminder.ack": ":incoming_envelope:", "record.made": ":page_facing_up:",
+         "export.ready": ":package:"}
 MAX_LINES = 20  # a batch longer than this is summarised: a thread message stays readable
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient, deps: Deps) -> None:
+    def __init__(self, client: WebClient, deps: Deps, deliveries: Deliveries) -> None:
         self.client = client
         self.deps = deps
+        self.deliveries = deliveries
 
     def publish(self, events: Sequence[Event]) -> None:
         """Errors propagate: the caller releases the batch for a later try."""
@@ -50,6 +54,11 @@ class SlackNotifier:
                 self._tell_requester(request.requester_slack_id,
                                      f":tada: {event.reference} is completed{marker}. "
                                      f"`/dsr show {event.reference}` has every step.")
+            elif event.kind == "record.made":
+                self.deliveries.post_record(request)
+            elif event.kind == "export.ready":
+                self.deliveries.send_export(event.reference, request.requester_slack_id,
+                                            actor="dsr-desk")
             elif event.kind.startswith("reminder."):
                 self._tell_requester(request.requester_slack_id,
                                      f"{ICONS[event.kind]} {event.text}{marker}")

@@ -10,10 +10,12 @@ from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.fernet import MultiFernet
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import ConfigurationError
+from services.sealed import KEY_HINT, export_keys
 
 # Values that mean "somebody copied the example and forgot to fill it in".
 _PLACEHOLDERS = {"changeme", "changethis", "xoxb-your-token", "xapp-your-token", "secret", "todo"}
@@ -111,6 +113,11 @@ class Settings(BaseSettings):
         default="", validation_alias="DSR_DIGEST_TIMEZONE",
         description="IANA time zone of DSR_DIGEST_TIME; empty means DSR_TIMEZONE.",
     )
+    export_key: SecretStr | None = Field(
+        default=None, validation_alias="DSR_EXPORT_KEY",
+        description="Fernet key(s) that encrypt exported data at rest, comma-separated: the first "
+        "encrypts, all decrypt (rotation). Never stored by DSR Desk: keep it in your secret store.",
+    )
     export_retention_days: int = Field(
         default=30, ge=1, le=3650, validation_alias="DSR_EXPORT_RETENTION_DAYS",
         description="Days after a request closes before its exported data is deleted.",
@@ -202,6 +209,24 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @field_validator("export_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                export_keys(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ValueError(str(exc).removeprefix("DSR_EXPORT_KEY ")) from None
+        return value
+
+    @property
+    def export_keys(self) -> MultiFernet:
+        """The keys that seal exports; a ConfigurationError naming DSR_EXPORT_KEY if unset."""
+        if self.export_key is None:
+            raise ConfigurationError("DSR_EXPORT_KEY is not set: exported data is encrypted at rest "
+                                     "with it. " + KEY_HINT)
+        return export_keys(self.export_key.get_secret_value())
 
     @property
     def digest_zone(self) -> ZoneInfo:

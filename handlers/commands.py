@@ -70,7 +70,7 @@ def register(app: App, deps: Deps) -> None:
             ack(response_type="ephemeral", text="Requests",
                 blocks=as_dicts(list_blocks(requests, today, f"Requests ({len(requests)} shown)")))
             return
-        if word in ("show", "extend", "cancel", "ack"):
+        if word in ("show", "extend", "cancel", "ack", "report"):
             ref, _, reason = rest.partition(" ")
             if parse_reference(ref) is None:
                 ack(response_type="ephemeral", text="Which request?", blocks=as_dicts(help_blocks(
@@ -79,7 +79,12 @@ def register(app: App, deps: Deps) -> None:
             if word == "show":
                 detail = service.detail(ref, viewer=user)
                 ack(response_type="ephemeral", text=detail.request.reference,
-                    blocks=as_dicts(detail_blocks(detail, service.today())))
+                    blocks=as_dicts(detail_blocks(detail, service.today(),
+                                                  deps.deliverables.export_until(detail.request))))
+            elif word == "report":
+                service.policy.require(service.policy.is_requester(user), "read compliance records")
+                ack(response_type="ephemeral",
+                    text=f":page_facing_up: Preparing the compliance record of {ref.upper()}…")
             elif word == "extend":
                 new_due = service.extend(ref, actor=user, reason=reason)
                 ack(response_type="ephemeral",
@@ -106,7 +111,8 @@ def register(app: App, deps: Deps) -> None:
 
     @replies_errors
     def after_ack(command: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        """The slow part of `new` (opening the form) and `search` (asking every system)."""
+        """The slow part of `new` (opening the form), `search` (asking every system) and
+        `report` (making the record)."""
         user = command["user_id"]
         word, rest = _words(command)
         if word == "new":
@@ -115,6 +121,11 @@ def register(app: App, deps: Deps) -> None:
                               view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
         elif word == "search" and rest and service.policy.is_requester(user):
             _search(deps, rest, respond)
+        elif word == "report" and service.policy.is_requester(user):
+            ref = rest.partition(" ")[0]
+            deps.deliverables.send_record(ref, user)
+            respond(text=f":page_facing_up: The compliance record of {ref.upper()} is in your direct "
+                         "messages (PDF and JSON).", response_type="ephemeral", replace_original=False)
 
     app.command("/dsr")(ack=dsr, lazy=[after_ack])
 

@@ -5,16 +5,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from functools import wraps
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt import Ack
 
 from services.errors import DsrError
 from services.requests import RequestService
-from storage.models import Jurisdiction, RequestType
+from storage.models import DsrRequest, Jurisdiction, RequestType
 
 log = logging.getLogger("dsr_desk.handlers")
+
+
+class Deliverables(Protocol):
+    """The records and exports of finished requests, sent to a person's direct messages."""
+
+    def export_until(self, request: DsrRequest) -> date | None:
+        """The day retention deletes the request's export; None if there is none to send."""
+        ...
+
+    def send_export(self, reference: str, user: str) -> None: ...
+
+    def send_record(self, reference: str, user: str) -> None: ...
 
 
 @dataclass
@@ -25,6 +38,7 @@ class Deps:
     live_systems: set[str]  # systems with real credentials; the others search their stand-ins
     jurisdictions: Callable[[], list[Jurisdiction]]
     wake_worker: Callable[[], None]
+    deliverables: Deliverables
 
     def required_approvals(self, request_type: str) -> int:
         return self.service.policy.required_approvals(RequestType(request_type))

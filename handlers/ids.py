@@ -37,5 +37,7 @@ class Action(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     RETRY = "retry"
+    SEND_EXPORT = "send_export"
+    SEND_RECORD = "send_record"
     NEW_REQUEST = "new_request"
     SHOW = "show_request"

@@ -9,16 +9,17 @@ caught too. Details must never hold a subject's personal data: they describe wha
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from sqlmodel import Session, select
 
-from storage.models import AuditChainHead, AuditEvent
+from storage.models import AuditChainHead, AuditEvent, format_reference
 
 GENESIS_HASH = "0" * 64
 
@@ -128,3 +129,119 @@ def verify(session: Session) -> Verification:
     )
     head = session.get(AuditChainHead, 1)
     return verify_events(events, head)
+
+
+EXPORT_FORMAT = "dsr-desk.audit-export"
+EXPORT_VERSION = 1
+EXPORT_FIELDS = ("seq", "occurred_at", "actor", "action", "reference", "request_id", "details",
+                 "prev_hash", "hash")
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO 8601 in UTC with a trailing Z; `datetime.fromisoformat` reads it back."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def export_rows(
+    session: Session, *, since: datetime, until: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """The events that occurred in [since, until), in chain (seq) order, read 1,000 at a time.
+
+    Each row keeps its prev_hash and hash, so a window cut from the middle of the chain can still
+    be checked: every row's prev_hash is the previous row's hash, and `event_hash` recomputes it.
+    """
+    if since.tzinfo is None or (until is not None and until.tzinfo is None):
+        raise ValueError("naive datetime: export bounds must be timezone-aware")
+    query = select(
+        AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action,
+        AuditEvent.request_id, AuditEvent.details, AuditEvent.prev_hash, AuditEvent.hash,
+    ).where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.occurred_at < until)
+    # Plain rows, not entities: nothing is kept in the session, so memory stays flat.
+    for seq, occurred_at, actor, action, request_id, details, prev_hash, hash_ in session.exec(
+        query.order_by(AuditEvent.seq).execution_options(yield_per=1000)
+    ):
+        yield {
+            "seq": seq,
+            "occurred_at": iso_z(occurred_at),
+            "actor": actor,
+            "action": action,
+            "reference": "" if request_id is None else format_reference(request_id),
+            "request_id": request_id,
+            "details": details,
+            "prev_hash": prev_hash,
+            "hash": hash_,
+        }
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    exported: int
+    first_seq: int | None
+    last_seq: int | None
+    verification: Verification  # of the whole chain, not only the exported window
+    head_seq: int | None  # as the chain head row records it
+    head_hash: str | None
+
+    def chain(self) -> dict[str, Any]:
+        return {
+            "verified": self.verification.ok,
+            "problem": self.verification.problem,
+            "checked": self.verification.checked,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "exported": self.exported,
+        }
+
+
+def write_export(
+    session: Session, out: TextIO, *, fmt: str, since: datetime, until: datetime | None,
+    generated_at: datetime,
+) -> ExportSummary:
+    """Write the events of [since, until) as CSV or as one JSON document, a row at a time, then
+    verify the whole chain: JSON states the result after the events; for CSV the caller does.
+
+    Give it a session that reads one snapshot, so that the events and the check agree.
+    """
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(EXPORT_FIELDS)
+
+        def write(row: dict[str, Any]) -> None:
+            row["details"] = compact_json(row["details"])
+            writer.writerow([row[field] for field in EXPORT_FIELDS])
+    elif fmt == "json":
+        header = {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "since": iso_z(since),
+            "until": iso_z(until) if until else None,
+            "generated_at": iso_z(generated_at),
+        }
+        # One document, written piece by piece: the events are never all in memory.
+        out.write("{" + "".join(f"{json.dumps(k)}: {json.dumps(v)}, " for k, v in header.items()))
+        out.write('"events": [')
+
+        def write(row: dict[str, Any]) -> None:
+            out.write(("\n" if exported == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: csv or json")
+
+    exported, first_seq, last_seq = 0, None, None
+    for row in export_rows(session, since=since, until=until):
+        write(row)
+        if first_seq is None:
+            first_seq = row["seq"]
+        exported, last_seq = exported + 1, row["seq"]
+    verification = verify(session)
+    head = session.get(AuditChainHead, 1)
+    summary = ExportSummary(exported, first_seq, last_seq, verification,
+                            head.last_seq if head else None, head.last_hash if head else None)
+    if fmt == "json":
+        out.write(("\n" if exported else "") + '], "chain": ' + json.dumps(summary.chain()) + "}\n")
+    return summary

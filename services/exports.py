@@ -1,11 +1,36 @@
-"""Where exported data is written while an access request runs."""
+"""The data an access request exports: sealed as the steps fetch it, packaged into one archive
+for the subject when the request completes.
+
+While the steps run, each document (a Zendesk user or ticket, a Genesys results document) is
+sealed in its own file under `<exports>/<reference>/staging/`. When the request completes,
+`package` streams them into `<reference>-export.zip.sealed`: a zip holding each system's JSON, a
+README for the subject and a manifest with each file's size and SHA-256, written through the
+sealing stream, so neither the data nor the archive is ever whole in memory or clear on disk.
+The manifest is also kept beside the archive (file names and hashes only) for the compliance
+record.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography.fernet import MultiFernet
+
+from services.errors import InvalidRequest
+from services.sealed import SealBroken, SealedWriter, read_sealed, unseal
+
+STAGING = "staging"
+MANIFEST_NAME = "manifest.json"
+SEALED = ".sealed"
+README_NAME = "README.txt"
 
 
 def export_folder(exports: Path, reference: str) -> Path:
@@ -13,18 +38,156 @@ def export_folder(exports: Path, reference: str) -> Path:
     return exports / reference
 
 
-class DirectorySink:
-    """Writes each document as a JSON file under one folder; a crash leaves no half file."""
+def archive_path(exports: Path, reference: str) -> Path:
+    return export_folder(exports, reference) / f"{reference}-export.zip{SEALED}"
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
 
-    def write(self, name: str, document: Any) -> None:
-        target = (self.root / name).resolve()
+class SealedSink:
+    """Seals each document in its own file. Writing a name again replaces it, since a step that
+    is resumed after a crash may fetch a document twice."""
+
+    def __init__(self, folder: Path, keys: MultiFernet) -> None:
+        self.root = folder / STAGING
+        self.keys = keys
+
+    def _path(self, name: str) -> Path:
+        target = (self.root / (name + SEALED)).resolve()
         if self.root.resolve() not in target.parents:
             raise ValueError(f"export file name escapes the export folder: {name!r}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(target.suffix + ".partial")
-        with partial.open("w", encoding="utf-8") as handle:
-            json.dump(document, handle, ensure_ascii=False, indent=1, sort_keys=True)
-        os.replace(partial, target)
+        return target
+
+    def write(self, name: str, document: Any) -> None:
+        with SealedWriter(self._path(name), self.keys) as out:
+            out.write(json.dumps(document, ensure_ascii=False, indent=1, sort_keys=True).encode())
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def count(self, prefix: str) -> int:
+        """How many documents are staged under `prefix` (e.g. "zendesk/tickets/")."""
+        folder = self.root / prefix
+        return sum(1 for _ in folder.glob(f"*{SEALED}")) if folder.is_dir() else 0
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    name: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Package:
+    archive: Path
+    bytes: int  # of the zip, before sealing
+    sha256: str  # of the zip, before sealing: checked again when it is delivered
+    files: tuple[ExportFile, ...]
+
+
+class _Hashing:
+    """Passes writes through, counting and hashing them (the zip as the subject will get it)."""
+
+    def __init__(self, out: SealedWriter) -> None:
+        self.out, self.digest, self.bytes = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.bytes += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def package(exports: Path, reference: str, keys: MultiFernet, *, readme: str,
+            at: datetime) -> Package:
+    """Seal the staged documents into the request's archive and drop the staging files. Safe to
+    run again after a crash: a finished package is read back from its manifest."""
+    folder = export_folder(exports, reference)
+    archive = archive_path(exports, reference)
+    staging = folder / STAGING
+    if not staging.is_dir() and (folder / MANIFEST_NAME).is_file() and archive.is_file():
+        return read_package(exports, reference)
+    stamp = at.timetuple()[:6]
+    files: list[ExportFile] = []
+    with SealedWriter(archive, keys) as sealed:
+        out = _Hashing(sealed)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zipped:  # type: ignore[arg-type]
+            zipped.writestr(zipfile.ZipInfo(README_NAME, stamp), readme, zipfile.ZIP_DEFLATED)
+            for path in sorted(staging.rglob(f"*{SEALED}")) if staging.is_dir() else ():
+                name = path.relative_to(staging).as_posix()[:-len(SEALED)]
+                data = unseal(path, keys)
+                zipped.writestr(zipfile.ZipInfo(name, stamp), data, zipfile.ZIP_DEFLATED)
+                files.append(ExportFile(name, len(data), hashlib.sha256(data).hexdigest()))
+            zipped.writestr(zipfile.ZipInfo(MANIFEST_NAME, stamp), manifest_json(reference, files),
+                            zipfile.ZIP_DEFLATED)
+    result = Package(archive, out.bytes, out.digest.hexdigest(), tuple(files))
+    partial = folder / (MANIFEST_NAME + ".partial")
+    partial.write_text(json.dumps({"reference": reference, "archive": {
+        "name": archive.name, "bytes": result.bytes, "sha256": result.sha256},
+        "files": [vars(f) for f in files]}, indent=1), encoding="utf-8")
+    partial.replace(folder / MANIFEST_NAME)
+    shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def manifest_json(reference: str, files: list[ExportFile]) -> str:
+    """The manifest inside the archive: what the subject can check each file against."""
+    return json.dumps({"reference": reference, "algorithm": "SHA-256",
+                       "files": [vars(f) for f in files]}, indent=1) + "\n"
+
+
+def read_package(exports: Path, reference: str) -> Package | None:
+    """The packaged archive as its manifest describes it; None if the request has none."""
+    path = export_folder(exports, reference) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+        return Package(archive_path(exports, reference), int(manifest["archive"]["bytes"]),
+                       str(manifest["archive"]["sha256"]),
+                       tuple(ExportFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]).lower())
+                             for f in manifest["files"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest(f"The export manifest {path} is not readable ({exc!r}).") from None
+
+
+def archive_chunks(path: Path, keys: MultiFernet, *, sha256: str) -> Iterator[bytes]:
+    """The archive's zip bytes, chunk by chunk, for delivery. Raises SealBroken after the last
+    chunk if the whole does not hash to `sha256` (a file swapped for another request's)."""
+    digest = hashlib.sha256()
+    for chunk in read_sealed(path, keys):
+        digest.update(chunk)
+        yield chunk
+    if digest.hexdigest() != sha256:
+        raise SealBroken(f"{path.name} does not match the SHA-256 recorded when it was packaged")
+
+
+def subject_readme(reference: str, systems: list[str], at: datetime) -> str:
+    """What the subject reads first, in plain language."""
+    names = {"zendesk": "Zendesk Support (our customer service desk)",
+             "genesys": "Genesys Cloud (our contact centre: calls, chats, messages)"}
+    listed = "\n".join(f"  - {system}/: {names.get(system, system)}" for system in systems)
+    return f"""YOUR PERSONAL DATA ({reference})
+
+This archive holds a copy of the personal data we hold about you in the systems below, as you
+asked on the basis of your right of access. It was put together on {at:%d %B %Y}.
+
+What is inside
+{listed}
+  - manifest.json: every file in this archive, with its size and a SHA-256 fingerprint.
+
+Each file is JSON, a plain-text format: open it with any text editor, or load it into a
+spreadsheet or another service (your right to data portability). Conversations are kept as
+they were recorded, including what our staff wrote.
+
+Checking that nothing was changed
+Each file's SHA-256 fingerprint is in manifest.json. On most computers you can compute it
+yourself, e.g. `sha256sum zendesk/tickets/123.json` (Linux), `shasum -a 256 ...` (macOS) or
+`Get-FileHash ...` (Windows PowerShell), and compare.
+
+Questions
+If something is missing or wrong, reply to the message this archive came with and quote
+{reference}. You may also ask us to correct or erase your data, and you may complain to your
+data protection authority.
+"""

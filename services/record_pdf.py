@@ -301,6 +301,10 @@ def _manifest(pdf: _Document, record: ComplianceRecord) -> None:
             text += f" Exported data was deleted on {when(record.exports_purged_at)} (retention)."
         pdf.paragraph(text)
         return
+    if record.export_archive_sha256:
+        pdf.key_values([("Archive SHA-256", record.export_archive_sha256)],
+                       mono={"Archive SHA-256"})
+        pdf.ln(1)
     rows = [(f.name, f"{f.bytes:,}", f.sha256) for f in record.export_manifest]
     pdf.grid(("File", "Bytes", "SHA-256"), (52, 18, 104), rows, mono_columns=(2,),
              aligns=("LEFT", "RIGHT", "LEFT"))

@@ -13,6 +13,7 @@ the record's anchor event unchanged and the whole chain verifies.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -20,16 +21,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 from services import audit
 from services.errors import InvalidRequest, NotFound
-from services.exports import export_folder
+from services.exports import ExportFile, read_package
 from services.subjects import Identifier, mask
 from storage.models import (
     Approval,
     AuditChainHead,
     AuditEvent,
+    ComplianceRecordRow,
     DsrRequest,
     ExecutionStep,
     IdentifierKind,
@@ -43,7 +46,7 @@ from storage.queries import get_jurisdiction, get_request
 RECORD_FORMAT = "dsr-desk.compliance-record"
 RECORD_VERSION = 1
 FINISHED = (RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED)
-MANIFEST_NAME = "manifest.json"
+RECORD_ACTOR = "dsr-desk"
 
 
 @dataclass(frozen=True)
@@ -107,13 +110,6 @@ class Step:
 
 
 @dataclass(frozen=True)
-class ManifestFile:
-    name: str
-    bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class TrailEvent:
     seq: int
     occurred_at: datetime
@@ -150,7 +146,8 @@ class ComplianceRecord:
     systems: tuple[SystemScope, ...]
     decisions: tuple[Decision, ...]
     steps: tuple[Step, ...]
-    export_manifest: tuple[ManifestFile, ...]
+    export_manifest: tuple[ExportFile, ...]
+    export_archive_sha256: str | None  # of the zip the subject receives
     exports_purged_at: datetime | None
     trail: tuple[TrailEvent, ...]  # the request's own audit events, in chain order
     anchor: TrailEvent  # the event that closed the request
@@ -192,6 +189,7 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
                              "closing it: run `dsr-desk audit verify`.")
     anchor = closing[-1]
     head = session.get(AuditChainHead, 1)
+    package = read_package(exports, request.reference)
 
     return ComplianceRecord(
         reference=request.reference,
@@ -217,7 +215,8 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
         systems=_systems(session, request),
         decisions=_decisions(session, request, known),
         steps=_steps(session, request),
-        export_manifest=read_manifest(export_folder(exports, request.reference)),
+        export_manifest=package.files if package else (),
+        export_archive_sha256=package.sha256 if package else None,
         exports_purged_at=request.exports_purged_at,
         trail=tuple(_trail_event(e) for e in events),
         anchor=_trail_event(anchor),
@@ -274,20 +273,6 @@ def _trail_event(event: AuditEvent) -> TrailEvent:
     return TrailEvent(event.seq, event.occurred_at, event.actor, event.action, event.hash)
 
 
-def read_manifest(folder: Path) -> tuple[ManifestFile, ...]:
-    """The files of a packaged export (`manifest.json` in its folder); none if not packaged."""
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return ()
-    try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
-        return tuple(ManifestFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]).lower())
-                     for f in files)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRequest(f"The export manifest {path} is not readable ({exc!r}): "
-                             "it must be {\"files\": [{\"name\", \"bytes\", \"sha256\"}, ...]}.") from None
-
-
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
 
@@ -320,7 +305,7 @@ def utc_iso(moment: datetime) -> str:
     """`2026-03-02T09:30:00Z`: ISO 8601 in UTC (fractions of a second kept when there are some)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime in a compliance record")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return audit.iso_z(moment)
 
 
 def record_dict(record: ComplianceRecord) -> dict[str, Any]:
@@ -347,3 +332,46 @@ def check_anchor(session: Session, record: ComplianceRecord) -> bool:
     if anchor.request_id != record.request_id or audit.event_hash(anchor) != anchor.hash:
         return False
     return audit.verify(session).ok
+
+
+_EXTRAS = ("format", "version", "effective_due_on", "on_time")
+
+
+def parse_record(text: str) -> ComplianceRecord:
+    """A record from its JSON (a stored one, or a file an auditor hands back)."""
+    body = json.loads(text)
+    if not isinstance(body, dict) or body.get("format") != RECORD_FORMAT:
+        raise InvalidRequest(f"Not a DSR Desk compliance record (expected format {RECORD_FORMAT!r}).")
+    try:
+        return TypeAdapter(ComplianceRecord).validate_python(
+            {k: v for k, v in body.items() if k not in _EXTRAS})
+    except ValidationError as exc:
+        raise InvalidRequest(f"The compliance record does not parse: {exc.errors()[0]['msg']} "
+                             f"at {'.'.join(map(str, exc.errors()[0]['loc']))}.") from None
+
+
+def store_record(session: Session, record: ComplianceRecord) -> ComplianceRecordRow:
+    """Keep the record as made at closing (retention later deletes what it describes)."""
+    body = record_json(record)
+    row = ComplianceRecordRow(request_id=record.request_id, built_at=record.generated_at,
+                              body=body, sha256=hashlib.sha256(body.encode()).hexdigest())
+    session.add(row)
+    request = session.get(DsrRequest, record.request_id)
+    request.recorded_at = record.generated_at
+    session.add(request)
+    audit.record(session, action="record.made", actor=RECORD_ACTOR, at=record.generated_at,
+                 request_id=record.request_id,
+                 details={"sha256": row.sha256, "anchor_seq": record.anchor.seq})
+    return row
+
+
+def ensure_record(session: Session, request_id: int | str, *, exports: Path,
+                  now: datetime) -> ComplianceRecord:
+    """The stored record of a finished request, made now if it was not yet (caller commits)."""
+    request = get_request(session=session, ref=request_id)
+    row = session.get(ComplianceRecordRow, request.id) if request is not None else None
+    if row is not None:
+        return parse_record(row.body)
+    record = build_record(session, request_id, exports=exports, now=now)
+    store_record(session, record)
+    return record

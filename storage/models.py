@@ -116,6 +116,10 @@ class DsrRequest(SQLModel, table=True):
         sa.Index("ix_dsr_request_identifiers_kept", "closed_at",
                  sqlite_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL"),
                  postgresql_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL")),
+        # The deliverables job looks only at closed requests whose record is not made yet.
+        sa.Index("ix_dsr_request_unrecorded", "closed_at",
+                 sqlite_where=sa.text("recorded_at IS NULL AND closed_at IS NOT NULL"),
+                 postgresql_where=sa.text("recorded_at IS NULL AND closed_at IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -132,7 +136,12 @@ class DsrRequest(SQLModel, table=True):
     extended_by: str | None = Field(default=None, max_length=64)
     # when it became completed, rejected or canceled
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # an access request's export archive: when it was sealed, and its (plaintext) size and SHA-256
+    export_packaged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    export_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    export_sha256: str | None = Field(default=None, max_length=64)
     exports_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recorded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # compliance record made
     identifiers_reduced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     simulation: bool = True
     requester_slack_id: str = Field(max_length=64, index=True)
@@ -246,6 +255,19 @@ class Notice(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=64)
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class ComplianceRecordRow(SQLModel, table=True):
+    """A finished request's compliance record as made when it closed (JSON, see services.records):
+    kept after retention has deleted the export and reduced the identifiers it describes."""
+
+    __tablename__ = "compliance_record"
+
+    request_id: int = Field(primary_key=True, foreign_key="dsr_request.id",
+                            sa_column_kwargs={"autoincrement": False})
+    built_at: datetime = Field(sa_type=UTCDateTime)
+    body: str = Field(sa_type=sa.Text)
+    sha256: str = Field(max_length=64)
 
 
 class Dispatch(SQLModel, table=True):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from storage import migrate
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -32,12 +33,20 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 HERMETIC_KEEP = {"DSR_TEST_POSTGRES_URL", "DSR_REQUIRE_POSTGRES"}
 
 
+def child_env(*dropped: str) -> dict[str, str]:
+    """This environment for a process a test starts, without the settings named by `dropped`
+    prefixes (the test sets its own), but with the run's export key."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(dropped) or k == "DSR_EXPORT_KEY"}
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Tests never see a developer's real credentials or database: only what they set.
     for name in list(os.environ):
         if name.startswith(("SLACK_", "GENESYS_", "ZENDESK_", "DSR_", "DATABASE_URL")) \
                 and name not in HERMETIC_KEEP:
             del os.environ[name]
+    # One export key for the run (processes started by tests inherit it).
+    os.environ["DSR_EXPORT_KEY"] = Fernet.generate_key().decode()
     if POSTGRES_REQUIRED and not POSTGRES_URL:
         raise pytest.UsageError(
             "CI needs PostgreSQL: set DSR_TEST_POSTGRES_URL (see .ci/run)."

@@ -24,6 +24,12 @@ class MemorySink:
     def write(self, name: str, document: Any) -> None:
         self.files[name] = document
 
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for name in self.files if name.startswith(prefix))
+
 
 def drive(connector: Connector, spec: RequestSpec, sink: MemorySink | None = None,
           *, long_wait: float = 600, max_runs: int = 20_000) -> list[tuple[str, Outcome]]:

@@ -132,8 +132,9 @@ def _progress(detail: RequestDetail) -> str:
     return f"\n*Progress:* {done} of {len(detail.steps)} steps done"
 
 
-def detail_blocks(detail: RequestDetail, today: date) -> list[Block]:
-    """`/dsr show`: for people with a role, in an ephemeral message."""
+def detail_blocks(detail: RequestDetail, today: date, export_until: date | None = None) -> list[Block]:
+    """`/dsr show`: for people with a role, in an ephemeral message. `export_until`: the day
+    retention deletes the request's export, if it has one to send."""
     request = detail.request
     blocks: list[Block] = [section(one_line(request, today))]
     subject = "\n".join(f"• {i.purpose} {i.kind}: {i.value}" + (f" ({i.system})" if i.system else "")
@@ -163,7 +164,21 @@ def detail_blocks(detail: RequestDetail, today: date) -> list[Block]:
         blocks.append(section("*Steps*\n" + "\n".join(lines)))
     if request.status == RequestStatus.NEEDS_ATTENTION:
         blocks.append(retry_actions(request))
+    if request.closed_at is not None:
+        blocks.append(deliverable_actions(request, export_until))
     return blocks[:50]
+
+
+def deliverable_actions(request: DsrRequest, export_until: date | None) -> ActionsBlock:
+    """The compliance record for anyone with a role; the export, while it is kept, for its
+    requester and managers (the handler checks)."""
+    buttons = [ButtonElement(text="Compliance record", action_id=Action.SEND_RECORD,
+                             value=request.reference)]
+    if export_until is not None:
+        buttons.append(ButtonElement(text=f"Send me the export (kept until {export_until:%d %b})",
+                                     action_id=Action.SEND_EXPORT, value=request.reference,
+                                     style="primary"))
+    return ActionsBlock(block_id=f"deliverables:{request.reference}", elements=buttons)
 
 
 def retry_actions(request: DsrRequest) -> ActionsBlock:
@@ -186,6 +201,7 @@ HELP = """*DSR Desk*: data subject requests from Slack.
 • `/dsr extend DSR-000042 <reason>`: extend the legal deadline once, with a reason
 • `/dsr cancel DSR-000042 [reason]`: cancel a request that is not executing
 • `/dsr ack DSR-000042`: record that the subject was told we received the request (CCPA)
+• `/dsr report DSR-000042`: the compliance record of a finished request (PDF and JSON, by DM)
 • `/dsr help`: this text
 Statuses: received, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
 Types: access, erasure, rectification, objection."""

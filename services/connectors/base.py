@@ -52,6 +52,14 @@ class ExportSink(Protocol):
 
     def write(self, name: str, document: Any) -> None: ...
 
+    def exists(self, name: str) -> bool:
+        """Written already (by this run or one before a crash)."""
+        ...
+
+    def count(self, prefix: str) -> int:
+        """How many documents were written under `prefix`."""
+        ...
+
 
 @dataclass(frozen=True)
 class StepRun:

@@ -35,6 +35,7 @@ from storage.models import IdentifierKind, RequestType
 
 BULK = 100  # ids per bulk call, Zendesk's limit
 TICKET_LISTS = ("requested", "ccd", "assigned")
+TICKETS = "zendesk/tickets/"  # where exported tickets go in the archive
 
 
 ZENDESK_LIMITS = Limits(requests_per_minute=400)  # the plan's default; settings override it
@@ -148,28 +149,28 @@ class ZendeskConnector:
         return Done({"users": len(users), "identities": identities})
 
     def _step_export_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        """One page of one list per run; the checkpoint says where to resume."""
+        """One page of one list per run; the checkpoint says where to resume. A ticket in two
+        lists (requested and cc'd) is exported once: the sink knows what it holds, so the
+        checkpoint stays small however many tickets the subject has."""
         position = cp.get("position", 0)  # index into users x TICKET_LISTS
-        seen: list[int] = cp.get("seen", [])
         if position >= len(users) * len(TICKET_LISTS):
-            return Done({"tickets": len(seen)})
+            return Done({"tickets": run.sink.count(TICKETS)})
         user_id = users[position // len(TICKET_LISTS)]
         which = TICKET_LISTS[position % len(TICKET_LISTS)]
         tickets, after = next(self._pages(f"/users/{user_id}/tickets/{which}", "tickets",
                                           after=cp.get("after")))
-        known = set(seen)
+        exported = cp.get("exported", 0)
         for ticket in tickets:
-            if ticket["id"] in known:
+            name = f"{TICKETS}{ticket['id']}.json"
+            if run.sink.exists(name):
                 continue
             comments = [c for page, _ in self._pages(f"/tickets/{ticket['id']}/comments",
                                                       "comments") for c in page]
-            run.sink.write(f"zendesk/tickets/{ticket['id']}.json",
-                           {"ticket": ticket, "comments": comments})
-            seen.append(ticket["id"])
-            known.add(ticket["id"])
+            run.sink.write(name, {"ticket": ticket, "comments": comments})
+            exported += 1
         next_position = position if after else position + 1
-        return Continue({"position": next_position, "after": after, "seen": seen},
-                        note=f"{len(seen)} tickets exported")
+        return Continue({"position": next_position, "after": after, "exported": exported},
+                        note=f"{exported} tickets exported")
 
     # Rectification and objection
 

@@ -27,6 +27,7 @@ def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, day
     with sessions() as session:
         due = list(session.exec(select(DsrRequest.id).where(
             DsrRequest.closed_at < cutoff, DsrRequest.exports_purged_at.is_(None),
+            DsrRequest.recorded_at.is_not(None),  # the record keeps the manifest's hashes first
             DsrRequest.type == RequestType.ACCESS).order_by(DsrRequest.id).limit(batch)))
     purged = 0
     for request_id in due:
@@ -57,7 +58,8 @@ def reduce_identifiers(sessions: SessionFactory, *, now: datetime, days: int,
     cutoff = now - timedelta(days=days)
     with sessions() as session:
         due = list(session.exec(select(DsrRequest.id).where(
-            DsrRequest.closed_at < cutoff, DsrRequest.identifiers_reduced_at.is_(None))
+            DsrRequest.closed_at < cutoff, DsrRequest.identifiers_reduced_at.is_(None),
+            DsrRequest.recorded_at.is_not(None))
             .order_by(DsrRequest.id).limit(batch)))
     reduced = 0
     for request_id in due:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,10 +11,11 @@ import httpx
 import sqlalchemy as sa
 
 from bot.cli import COMMANDS
+from tests.conftest import child_env
 
 
 def dsr_desk(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_"))}
+    environment = child_env("DSR_", "DATABASE_")
     environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     environment.update(env or {})
     return subprocess.run(
@@ -83,7 +83,7 @@ def test_run_names_the_missing_settings(tmp_path) -> None:
 
 
 def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_"))}
+    environment = child_env("DSR_", "DATABASE_")
     environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     server = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "sandbox", "serve", "zendesk", "--seed", "2"],
@@ -116,7 +116,7 @@ def test_jobs_are_listed_and_run_once_from_the_command_line(tmp_path) -> None:
     assert dsr_desk("db", "upgrade", cwd=tmp_path).returncode == 0
     listed = dsr_desk("jobs", "list", cwd=tmp_path)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [
-        "execute", "status_updates", "reminders", "escalation", "digest", "retention"]
+        "execute", "status_updates", "reminders", "escalation", "digest", "deliverables", "retention"]
     retention = dsr_desk("jobs", "run-once", "retention", cwd=tmp_path)
     assert retention.returncode == 0, retention.stderr
     assert retention.stdout == "retention: purged 0 export(s); reduced 0 request(s)' identifiers\n"

@@ -3,11 +3,13 @@ hand-moved clock. Reminders, escalation and the digest are posted once; progress
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import zipfile
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from bot.app import build_core
@@ -131,17 +133,44 @@ def test_progress_is_posted_as_one_message_per_batch(jobs, slack) -> None:
     assert jobs.run("status_updates") == "posted 0 update(s)"
 
 
-def test_retention_job_deletes_expired_exports(jobs) -> None:
-    request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED, due_in=20)
-    folder = jobs.settings.exports_dir / request.reference / "zendesk"
-    folder.mkdir(parents=True)
-    (folder / "tickets.json").write_text("[]")
+def test_finished_access_request_delivers_its_export_and_record_then_retention(jobs, slack) -> None:
+    request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, type=RequestType.ACCESS,
+                    due_in=20)
+    sink = jobs.worker.sinks(request, "zendesk")  # what the access steps write to
+    sink.write("zendesk/users/5.json", {"user": {"id": 5, "name": "Jane Doe"}})
+    sink.write("zendesk/tickets/7.json", {"ticket": {"id": 7, "subject": "Refund"}, "comments": []})
+    folder = jobs.settings.exports_dir / request.reference
+    assert b"Jane" not in b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    with transaction(jobs.sessions) as session:
+        transition(session, session.get(DsrRequest, request.id), S.COMPLETED, actor="dsr-desk",
+                   at=jobs.clock.now())
+
+    assert jobs.run("deliverables") == "made 1 record(s); posted 2 update(s)"
+    assert jobs.run("deliverables") == "made 0 record(s)"
+    files = {f["name"]: f for f in slack.uploaded_files()}
+    export = files[f"{request.reference}-export.zip"]
+    assert export["channel_id"].startswith("D") and "deletes its copy on" in export["initial_comment"]
+    with zipfile.ZipFile(io.BytesIO(export["bytes"])) as zipped:
+        manifest = json.loads(zipped.read("manifest.json"))
+        assert {f["name"] for f in manifest["files"]} == {"zendesk/users/5.json", "zendesk/tickets/7.json"}
+        for entry in manifest["files"]:
+            data = zipped.read(entry["name"])
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+        assert request.reference in zipped.read("README.txt").decode()
+    pdf = files[f"{request.reference}-compliance-record.pdf"]
+    record = json.loads(files[f"{request.reference}-compliance-record.json"]["bytes"])
+    assert pdf["channel_id"] == APPROVALS and pdf["thread_ts"] == request.thread_ts
+    assert record["export_archive_sha256"] == hashlib.sha256(export["bytes"]).hexdigest()
+    assert [f["name"] for f in record["export_manifest"]] == sorted(
+        f["name"] for f in manifest["files"])
+
     jobs.clock.advance(days=31)
     assert jobs.run("retention") == "purged 1 export(s); reduced 0 request(s)' identifiers"
     assert not folder.exists()
     with jobs.sessions() as session:
-        assert session.exec(select(sa.func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == "export.purged")).one() == 1
+        actions = list(session.exec(select(AuditEvent.action).where(AuditEvent.request_id == request.id)
+                                    .order_by(AuditEvent.seq)))
+    assert actions[-4:] == ["export.packaged", "record.made", "export.delivered", "export.purged"]
 
 
 def test_without_a_digest_channel_the_reports_say_so(database_url, tmp_path) -> None:

@@ -21,6 +21,7 @@ from services.lifecycle import transition
 from services.sandbox import server
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Dispatch, RequestStatus
+from tests.conftest import child_env
 from tests.factories import add_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ PLAN = {1: ["due:1d"], 3: ["due:3d"], 4: ["due:7d", "due:3d"], 8: ["due:7d"], 20
 
 
 def scheduler(database_url: str, slack_url: str, data_dir: Path, anchor: float) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_", "SLACK_"))}
+    env = child_env("DSR_", "DATABASE_", "SLACK_")
     env.update({"PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "DSR_DATA_DIR": str(data_dir),
                 "SLACK_BOT_TOKEN": "xoxb-two", "SLACK_API_URL": f"{slack_url}/api/",
                 "DSR_APPROVERS": "U_APP", "DSR_MANAGERS": "U_MGR", "DSR_DIGEST_CHANNEL": DIGEST,
@@ -69,7 +70,7 @@ def test_two_scheduler_processes_post_each_reminder_and_the_digest_once(
                         for status in (RequestStatus.APPROVED, RequestStatus.IN_PROGRESS,
                                        RequestStatus.COMPLETED):
                             transition(session, request, status, actor="U_APP", at=START)
-                    threads[ts] = (days, owed if isinstance(owed, list) else [])
+                    threads[ts] = (days, owed if isinstance(owed, list) else [owed])
 
             anchor = time.time() + 2  # both processes start the simulated day together
             processes = [scheduler(database_url, slack_server.url, tmp_path, anchor) for _ in range(2)]
@@ -78,18 +79,27 @@ def test_two_scheduler_processes_post_each_reminder_and_the_digest_once(
 
             for ts, (days, owed) in threads.items():
                 replies = [m["text"] for m in slack.thread(APPROVALS, ts)[1:]]
+                if owed == ["completed"]:  # its export and record, once
+                    assert len(replies) == 2, replies
+                    assert replies[0].startswith(":package: Export packaged") and "record made" in replies[0]
+                    assert replies[1].startswith(":page_facing_up: Compliance record of")
+                    continue
+                owed = [o for o in owed if o != "overdue"]  # escalated in the managers' channel
                 assert len(replies) == len(owed), (days, replies)
                 assert all(r.startswith(":alarm_clock:") for r in replies)
-            reminders_sent = sum(len(owed) for _, owed in threads.values())
-            assert len(slack.messages("U_REQ")) == reminders_sent == 5
+            reminders_sent = sum(len(owed) for _, owed in threads.values()
+                                 if owed not in (["completed"], ["overdue"]))
+            assert len(slack.messages("U_REQ")) - 1 == reminders_sent == 5  # and the export
             digest_channel = slack.messages(DIGEST)
             texts = [json.dumps(m["blocks"]) for m in digest_channel]
             assert sum("DSR digest for Mon 02 Mar 2026" in t for t in texts) == 1
             assert sum("past the legal deadline" in t for t in texts) == 1
-            assert len(slack.uploaded_files()) == 1 and len(digest_channel) == 3
+            uploads = sorted(f["name"].rsplit(".", 1)[-1] for f in slack.uploaded_files())
+            assert uploads == ["json", "pdf", "png", "zip"] and len(digest_channel) == 3
         with factory() as session:
             dispatches = session.exec(select(Dispatch)).all()
-        assert len(dispatches) == reminders_sent + 2 and all(d.sent_at for d in dispatches)
+        # reminders, digest, escalation, and the completed request's record
+        assert len(dispatches) == reminders_sent + 3 and all(d.sent_at for d in dispatches)
         owners = {line.split()[1].rstrip(":") for output in outputs for line in output.splitlines()
                   if line.startswith("scheduler ")}
         assert len(owners) == 2  # two schedulers, each with its own identity

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from bot.slack_standin import SlackStandIn
 from bot.socket_standin import SocketModeStandIn
 from services.sandbox import server
+from tests.conftest import child_env
 from tests.e2e.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ def test_run_in_socket_mode_answers_commands(database_url, tmp_path) -> None:
     sockets = SocketModeStandIn()
     slack.socket_url = sockets.url
     slack_server = server.start(slack.wsgi)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_", "SLACK_"))}
+    env = child_env("DSR_", "DATABASE_", "SLACK_")
     env.update({"PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "DSR_DATA_DIR": str(tmp_path),
                 "SLACK_BOT_TOKEN": "xoxb-sock", "SLACK_APP_TOKEN": "xapp-sock",
                 "SLACK_API_URL": f"{slack_server.url}/api/", "DSR_REQUESTERS": "U_REQ",

@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 import pypdf
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, MultiFernet
 from sqlmodel import select
 
 from bot import cli
 from services import audit
 from services.connectors.base import Done, SubjectMatch
 from services.errors import InvalidRequest
+from services.exports import SealedSink, export_folder, package
 from services.policy import Policy
 from services.record_pdf import render_pdf
 from services.records import build_record, check_anchor, record_json
@@ -82,12 +84,13 @@ def _build(session_factory, ref, tmp_path):
 
 
 def _manifest(tmp_path, ref) -> list[dict]:
-    files = [{"name": "zendesk/tickets.json", "bytes": 20480, "sha256": "ab" * 32},
-             {"name": "genesys/subject.json", "bytes": 512, "sha256": "cd" * 32}]
-    folder = tmp_path / "exports" / ref
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"files": files}))
-    return files
+    """Two documents staged and packaged as an access request's steps and the job would."""
+    keys = MultiFernet([Fernet(Fernet.generate_key())])
+    sink = SealedSink(export_folder(tmp_path / "exports", ref), keys)
+    sink.write("zendesk/tickets/1.json", {"ticket": {"id": 1, "subject": "Order"}})
+    sink.write("genesys/0/result_1.json", {"conversations": []})
+    made = package(tmp_path / "exports", ref, keys, readme="README", at=T0)
+    return [vars(f) for f in made.files]
 
 
 def _pdf_text(pdf: bytes) -> str:

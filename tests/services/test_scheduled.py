@@ -48,6 +48,13 @@ def make(session_factory, at: datetime, *statuses: RequestStatus, **overrides) -
         return request.id
 
 
+def mark_recorded(session_factory, *request_ids: int) -> None:
+    """As the deliverables job does once a closed request's record is made."""
+    with transaction(session_factory) as session:
+        session.execute(sa.update(DsrRequest).where(DsrRequest.id.in_(request_ids))
+                        .values(recorded_at=DsrRequest.closed_at))
+
+
 def move(session_factory, request_id: int, at: datetime, *statuses: RequestStatus) -> None:
     with transaction(session_factory) as session:
         request = session.get(DsrRequest, request_id)
@@ -272,8 +279,10 @@ def test_the_digest_is_due_at_its_local_time() -> None:
 
 def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_path) -> None:
     kept = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED)
+    unrecorded = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED)
+    mark_recorded(session_factory, kept)
     purged_at = T0 + timedelta(days=31)
-    for request_id in (kept,):
+    for request_id in (kept, unrecorded):
         folder = export_folder(tmp_path, f"DSR-{request_id:06d}")
         (folder / "zendesk").mkdir(parents=True)
         (folder / "zendesk" / "user.json").write_text('{"name": "Jane"}')
@@ -281,6 +290,8 @@ def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_pa
     assert export_folder(tmp_path, "DSR-000001").exists()
     assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 1
     assert not export_folder(tmp_path, "DSR-000001").exists()
+    # Not before its compliance record has taken the manifest's hashes.
+    assert export_folder(tmp_path, "DSR-000002").exists()
     assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 0
     with session_factory() as session:
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "export.purged")).one()
@@ -291,6 +302,7 @@ def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_pa
 def test_identifiers_of_old_closed_requests_are_reduced_to_their_masks(session_factory) -> None:
     closed = make(session_factory, T0, S.CANCELED)
     still_open = make(session_factory, T0, S.PENDING_APPROVAL)
+    mark_recorded(session_factory, closed)
     with transaction(session_factory) as session:
         session.execute(sa.update(RequestSystem).values(confirmed_records=[
             {"record_id": "42", "label": "Jane Doe", "details": {"email": "jane.doe@example.com"}}]))

@@ -29,7 +29,7 @@ from storage.models import (
     RequestType,
     StepAttempt,
 )
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, child_env
 from tests.workflow import FAST, file_request, run_until_settled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ VICTIM = "mary.somerville@example.org"
 
 
 def start_worker(database_url: str, sandbox_url: str, worker_id: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSR_", "DATABASE_"))}
+    env = child_env("DSR_", "DATABASE_")
     env.update({"PYTHONPATH": str(ROOT), "DATABASE_URL": database_url,
                 "DSR_SANDBOX_ZENDESK_URL": sandbox_url, "DSR_POLL_SECONDS": "0.05",
                 "ZENDESK_REQUESTS_PER_MINUTE": "100000", "DSR_LOG_LEVEL": "WARNING"})

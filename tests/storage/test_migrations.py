@@ -16,7 +16,7 @@ from storage.models import AuditChainHead, Jurisdiction
 TABLES = {
     "alembic_version", "jurisdiction", "dsr_request", "subject_identifier", "request_system",
     "approval", "execution_step", "step_attempt", "dispatch", "notice", "audit_event", "audit_chain_head",
-    "slack_event",
+    "slack_event", "compliance_record",
 }
 
 
