@@ -86,6 +86,7 @@ def check_slack_settings(settings: Settings, *, http: bool) -> None:
 def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str | None = None,
                lease_seconds: float = DEFAULT_CONFIG.lease_seconds,
                **registry_overrides: object) -> Core:
+    keys = settings.export_keys  # a missing key stops start-up before anything runs
     clock = clock or SystemClock()
     engine = make_engine(settings.effective_database_url)
     if not migrate.is_current(engine):
@@ -108,7 +109,6 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
         ("genesys", bool(settings.genesys_client_id and settings.genesys_client_secret)),
         ("zendesk", bool(settings.zendesk_base_url and settings.zendesk_api_token))) if configured}
     speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
-    keys = settings.export_keys  # before anything starts: a missing key stops start-up
     worker = Worker(sessions, registry,
                     lambda request, system: SealedSink(
                         export_folder(settings.exports_dir, request.reference), keys),

@@ -17,6 +17,7 @@ from bot.logs import configure_logging
 from bot.settings import Settings, load_settings
 from services import audit
 from services.errors import DsrError, InvalidRequest
+from services.records import check_anchor, parse_record, record_json
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -113,11 +114,53 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     factory = make_session_factory(_engine(settings))
     with factory() as session:
         result = audit.verify(session)
-    if result.ok:
-        print(f"Audit trail intact: {result.checked} events, last hash {result.last_hash}.")
+        record = parse_record(Path(args.record).read_text("utf-8")) if args.record else None
+        anchored = check_anchor(session, record) if record else True
+    if not result.ok:
+        print(f"Audit trail BROKEN after {result.checked} good events: {result.problem}.",
+              file=sys.stderr)
+        return 1
+    print(f"Audit trail intact: {result.checked} events, last hash {result.last_hash}.")
+    if record is None:
         return 0
-    print(f"Audit trail BROKEN after {result.checked} good events: {result.problem}.", file=sys.stderr)
-    return 1
+    if not anchored:
+        print(f"Record of {record.reference} does NOT match the trail: event #{record.anchor.seq} "
+              f"or #{record.chain_head.seq} is missing or has another hash than the record's.",
+              file=sys.stderr)
+        return 1
+    print(f"Record of {record.reference} matches the trail: event #{record.anchor.seq} "
+          f"({record.anchor.action}) hash {record.anchor.hash}.")
+    return 0
+
+
+def _audit_verify_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--record", metavar="FILE.json",
+                        help="also check a compliance record's anchor against the trail")
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """A finished request's compliance record as PDF or JSON (by --format or the file's suffix)."""
+    from services.record_pdf import render_pdf
+    from services.scheduled.deliverables import record_of
+
+    fmt = args.format or ("json" if args.out.lower().endswith(".json") else "pdf")
+    record = record_of(make_session_factory(_engine(settings)), args.reference,
+                       exports=settings.exports_dir, keys=settings.export_keys,
+                       now=datetime.now(UTC), owner=f"cli-{os.getpid()}")
+    content = record_json(record).encode() if fmt == "json" else render_pdf(record)
+    partial = Path(args.out + ".partial")
+    partial.write_bytes(content)
+    partial.replace(args.out)
+    print(f"Compliance record of {record.reference} ({record.outcome}) written to {args.out} "
+          f"({fmt.upper()}, {len(content):,} bytes).")
+    return 0
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("reference", help="e.g. DSR-000042")
+    parser.add_argument("--out", required=True, metavar="FILE", help="FILE.pdf or FILE.json")
+    parser.add_argument("--format", choices=("pdf", "json"),
+                        help="default: json for a .json FILE, else pdf")
 
 
 def _utc_day(text: str, option: str) -> datetime:
@@ -353,10 +396,12 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
      _upgrade_args),
     ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,
      _revision_args),
-    ("audit verify", "Verify the audit trail's hash chain; exit 1 naming the first bad event.",
-     cmd_audit_verify, None),
+    ("audit verify", "Verify the audit trail's hash chain (and a compliance record's anchor with "
+     "--record); exit 1 naming the first bad event.", cmd_audit_verify, _audit_verify_args),
     ("audit export", "Export the audit events of a date range as CSV or JSON for auditors, with the "
      "chain's verification.", cmd_audit_export, _audit_export_args),
+    ("report", "Write a finished request's compliance record (PDF or JSON) to a file.", cmd_report,
+     _report_args),
     ("jurisdictions", "List the jurisdictions and their legal deadlines.", cmd_jurisdictions, None),
     ("worker", "Run approved requests' steps against the vendors (or their stand-ins).",
      cmd_worker, _worker_args),

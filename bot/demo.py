@@ -81,7 +81,8 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> str:
             DSR_REQUESTERS="U0PRIYA", DSR_APPROVERS="U0MARCO", DSR_APPROVALS_CHANNEL=APPROVALS,
             DSR_POLL_SECONDS=0.2, DSR_EXPORT_KEY=Fernet.generate_key().decode(),  # lives as long as the demo
         )
-        runtime = create_app(settings, intervals={"execute": 0.2, "status_updates": 0.2})
+        runtime = create_app(settings, intervals={"execute": 0.2, "status_updates": 0.2,
+                                                  "deliverables": 0.2})
         runtime.scheduler.start()
         app_server = server.start(wsgi_app(runtime))
         try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.app import build_core
 from bot.settings import load_settings
 from services.errors import ConfigurationError
 
@@ -43,6 +44,7 @@ def test_secrets_never_show_in_repr(monkeypatch) -> None:
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with sqlite:// or postgresql"),
         ("DSR_LOG_LEVEL", "LOUD", "DSR_LOG_LEVEL: must be DEBUG"),
         ("SLACK_BOT_TOKEN", "changeme", "SLACK_BOT_TOKEN: is still the placeholder"),
+        ("DSR_EXPORT_KEY", "hunter2", "DSR_EXPORT_KEY: holds a value that is not a Fernet key"),
     ],
 )
 def test_invalid_value_names_the_variable(monkeypatch, variable, value, message) -> None:
@@ -50,3 +52,9 @@ def test_invalid_value_names_the_variable(monkeypatch, variable, value, message)
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert message in str(raised.value)
+
+
+def test_a_missing_export_key_stops_start_up_and_says_how_to_make_one(monkeypatch) -> None:
+    monkeypatch.delenv("DSR_EXPORT_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="DSR_EXPORT_KEY is not set.*Fernet.generate_key"):
+        build_core(load_settings())

@@ -52,7 +52,7 @@ def world(database_url, tmp_path):
         DSR_MANAGERS="U_MGR", DSR_APPROVALS_CHANNEL="C0APPROVALS", DSR_POLL_SECONDS=0.05,
         DSR_SANDBOX_PEOPLE=6,
     )
-    runtime = create_app(settings, intervals={"execute": 0.05, "status_updates": 0.05},
+    runtime = create_app(settings, intervals={"execute": 0.05, "status_updates": 0.05, "deliverables": 0.05},
                          sleep=lambda s: None)
     runtime.scheduler.start()
     app_server = server.start(wsgi_app(runtime))

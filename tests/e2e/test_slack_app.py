@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import os
 import threading
 import time
+import zipfile
 from urllib.parse import quote
 
+import pypdf
 from sqlmodel import select
 
+from bot import cli
 from bot.slack_driver import tick_everything
+from bot.slack_standin_state import dm_id
 from handlers.ids import Action, Block, Callback
 from storage.models import Approval, AuditEvent, DsrRequest, RequestStatus
 from tests.e2e.conftest import World, wait_for
@@ -232,3 +239,62 @@ def test_acknowledging_receipt_is_recorded_once_and_audited(world: World) -> Non
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "request.acknowledged")).all()
     assert [e.actor for e in events] == ["U_REQ"]
     assert world.runtime.service.get(reference).acknowledged_at is not None
+
+
+def test_a_completed_access_request_delivers_its_export_and_record(world: World, tmp_path) -> None:
+    email = world.emails()[1]
+    reference, message = file_request(world, email, systems=("zendesk",))
+    world.driver.click("U_APP1", message, Action.APPROVE, APPROVALS)
+    wait_for(lambda: status(world, reference) == RequestStatus.COMPLETED, what="completion")
+
+    files = wait_for(lambda: {f["name"]: f for f in world.slack.uploaded_files()}
+                     if len(world.slack.uploaded_files()) == 3 else None, what="the deliverables")
+    export = files[f"{reference}-export.zip"]
+    assert export["channel_id"] == dm_id(("U_REQ",))  # a DM, never a channel
+    with zipfile.ZipFile(io.BytesIO(export["bytes"])) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert any(f["name"].startswith("zendesk/tickets/") for f in manifest["files"])
+        assert email in archive.read(next(f["name"] for f in manifest["files"]
+                                          if f["name"].startswith("zendesk/users/"))).decode()
+    pdf = files[f"{reference}-compliance-record.pdf"]
+    assert (pdf["channel_id"], pdf["thread_ts"]) == (APPROVALS, message["ts"])
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf["bytes"])).pages)
+    for expected in (reference, "U_APP1", "export_users", "export_tickets", manifest["files"][0]["sha256"]):
+        assert expected in text.replace("\n", " ")
+    assert email not in text
+    record = json.loads(files[f"{reference}-compliance-record.json"]["bytes"])
+    assert record["export_archive_sha256"] == hashlib.sha256(export["bytes"]).hexdigest()
+
+    # /dsr show offers the export again: to its requester and managers only.
+    shown = world.driver.command("U_REQ", f"show {reference}").json()
+    assert "kept until" in json.dumps(shown["blocks"])
+    shown["ts"] = message["ts"]
+    world.driver.click("U_APP2", shown, Action.SEND_EXPORT, "C0GENERAL")
+    assert "only its requester and managers" in wait_for(
+        lambda: world.slack.ephemerals("U_APP2"), what="the refusal")[-1]["text"]
+    world.driver.click("U_MGR", shown, Action.SEND_EXPORT, "C0GENERAL")
+    wait_for(lambda: any(f["channel_id"] == dm_id(("U_MGR",))
+                         for f in world.slack.uploaded_files()), what="the manager's copy")
+
+    # /dsr report: anyone with a role gets the record in a DM; others are refused.
+    assert "Preparing" in world.driver.command("U_APP2", f"report {reference}").json()["text"]
+    wait_for(lambda: any(f["channel_id"] == dm_id(("U_APP2",))
+                         and f["name"].endswith(".pdf") for f in world.slack.uploaded_files()),
+             what="the record by DM")
+    assert "not allowed" in world.driver.command("U_NOBODY", f"report {reference}").json()["text"]
+    with world.runtime.service.sessions() as session:
+        delivered = session.exec(select(AuditEvent).where(AuditEvent.action == "export.delivered")
+                                 .order_by(AuditEvent.seq)).all()
+    assert [e.details["to"] for e in delivered] == ["U_REQ", "U_MGR"]
+
+    # The record file checks out against the trail from the command line.
+    saved = tmp_path / "record.json"
+    saved.write_bytes(files[f"{reference}-compliance-record.json"]["bytes"])
+    settings = world.runtime.core.settings
+    os.environ.update(DATABASE_URL=settings.effective_database_url, DSR_DATA_DIR=str(settings.data_dir))
+    try:
+        assert cli.main(["audit", "verify", "--record", str(saved)]) == 0
+        assert cli.main(["report", reference, "--out", str(tmp_path / "again.json")]) == 0
+    finally:
+        del os.environ["DATABASE_URL"], os.environ["DSR_DATA_DIR"]
+    assert json.loads((tmp_path / "again.json").read_text()) == record

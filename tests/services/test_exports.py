@@ -1,0 +1,145 @@
+"""Exports sealed at rest: documents staged encrypted, one archive with a README and a manifest,
+readable only with the key, and any change to the sealed bytes refused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.fernet import Fernet, MultiFernet
+
+from services import sealed
+from services.errors import ConfigurationError
+from services.exports import SealedSink, archive_chunks, export_folder, package, read_package
+from services.sealed import SealBroken, SealedWriter, export_keys, read_sealed, unseal
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SUBJECT = {"user": {"id": 5, "name": "Jane Doe", "email": "jane.doe@example.com"}}
+
+
+def new_keys() -> MultiFernet:
+    return MultiFernet([Fernet(Fernet.generate_key())])
+
+
+def staged(tmp_path, keys, documents: int = 3) -> SealedSink:
+    sink = SealedSink(export_folder(tmp_path, "DSR-000042"), keys)
+    sink.write("zendesk/users/5.json", SUBJECT)
+    for n in range(documents):
+        sink.write(f"zendesk/tickets/{n}.json", {"ticket": {"id": n, "subject": f"Order {n}"}})
+    return sink
+
+
+def opened(package_, keys) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(b"".join(archive_chunks(package_.archive, keys,
+                                                              sha256=package_.sha256))))
+
+
+def test_nothing_is_clear_on_disk_and_the_manifest_matches_the_archive(tmp_path) -> None:
+    keys = new_keys()
+    sink = staged(tmp_path, keys)
+    assert sink.exists("zendesk/tickets/2.json") and not sink.exists("zendesk/tickets/3.json")
+    assert sink.count("zendesk/tickets/") == 3
+    made = package(tmp_path, "DSR-000042", keys, readme="Hello subject", at=AT)
+
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"jane.doe" not in on_disk and b"Order" not in on_disk and b"Jane" not in on_disk
+    assert not (export_folder(tmp_path, "DSR-000042") / "staging").exists()
+    with opened(made, keys) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert archive.read("README.txt") == b"Hello subject"
+        assert sorted(archive.namelist()) == sorted(
+            ["README.txt", "manifest.json", *(f["name"] for f in manifest["files"])])
+        for entry in manifest["files"]:
+            data = archive.read(entry["name"])
+            assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert json.loads(archive.read("zendesk/users/5.json")) == SUBJECT
+    assert [vars(f) for f in made.files] == manifest["files"]
+    assert read_package(tmp_path, "DSR-000042") == made  # what the record and delivery read
+
+
+def test_packaging_again_after_a_crash_gives_the_same_package(tmp_path) -> None:
+    keys = new_keys()
+    staged(tmp_path, keys)
+    first = package(tmp_path, "DSR-000042", keys, readme="r", at=AT)
+    assert package(tmp_path, "DSR-000042", keys, readme="r", at=AT) == first
+
+
+def test_without_the_key_nothing_decrypts(tmp_path) -> None:
+    keys = new_keys()
+    staged(tmp_path, keys)
+    made = package(tmp_path, "DSR-000042", keys, readme="r", at=AT)
+    with pytest.raises(SealBroken, match="does not decrypt with the configured DSR_EXPORT_KEY"):
+        list(read_sealed(made.archive, new_keys()))
+
+
+def test_a_rotated_key_still_reads_old_archives(tmp_path) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    made = (staged(tmp_path, export_keys(old)),
+            package(tmp_path, "DSR-000042", export_keys(old), readme="r", at=AT))[1]
+    with opened(made, export_keys(f"{new},{old}")) as archive:
+        assert "README.txt" in archive.namelist()
+
+
+def frames(path) -> tuple[bytes, list[bytes]]:
+    raw = path.read_bytes()
+    header, body, parts = raw[:len(sealed.MAGIC)], raw[len(sealed.MAGIC):], []
+    while body:
+        length = int.from_bytes(body[:4], "big")
+        parts.append(body[:4 + length])
+        body = body[4 + length:]
+    return header, parts
+
+
+@pytest.fixture
+def three_frames(tmp_path, monkeypatch):
+    monkeypatch.setattr(sealed, "FRAME_BYTES", 64)
+    keys, path = new_keys(), tmp_path / "data.sealed"
+    with SealedWriter(path, keys) as out:
+        out.write(bytes(range(150)))
+    header, parts = frames(path)
+    assert len(parts) == 3 and unseal(path, keys) == bytes(range(150))
+    return keys, path, header, parts
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda parts: parts[:2], "truncated"),
+    (lambda parts: [parts[1], parts[0], parts[2]], "frame 1 found where frame 0 belongs"),
+    (lambda parts: parts + parts[2:], "data after its last frame"),
+    (lambda parts: [parts[0], parts[1][:-3] + b"xyz", parts[2]], "does not decrypt"),
+])
+def test_cut_reordered_extended_or_altered_files_are_refused(three_frames, change, problem) -> None:
+    keys, path, header, parts = three_frames
+    path.write_bytes(header + b"".join(change(parts)))
+    with pytest.raises(SealBroken, match=problem):
+        unseal(path, keys)
+
+
+def test_an_archive_swapped_for_another_fails_its_recorded_hash(tmp_path) -> None:
+    keys = new_keys()
+    staged(tmp_path, keys)
+    made = package(tmp_path, "DSR-000042", keys, readme="r", at=AT)
+    with pytest.raises(SealBroken, match="does not match the SHA-256"):
+        list(archive_chunks(made.archive, keys, sha256="0" * 64))
+
+
+def test_a_failed_write_leaves_no_file_under_the_final_name(tmp_path) -> None:
+    path = tmp_path / "doc.sealed"
+    with pytest.raises(RuntimeError), SealedWriter(path, new_keys()) as out:
+        out.write(b"half")
+        raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_cannot_escape_the_export_folder(tmp_path) -> None:
+    with pytest.raises(ValueError, match="escapes"):
+        SealedSink(tmp_path / "DSR-000001", new_keys()).write("../../etc/passwd", {})
+
+
+@pytest.mark.parametrize("value", ["", "not-a-key", "short,AAAA"])
+def test_malformed_keys_are_named(value) -> None:
+    with pytest.raises(ConfigurationError, match="DSR_EXPORT_KEY"):
+        export_keys(value)
