@@ -15,6 +15,9 @@ from slack_sdk.errors import SlackApiError
 from bot.settings import Settings
 from bot.wiring import ConnectorRegistry
 from services.connectors.http import VendorError
+from services.errors import ConfigurationError
+from services.exports import SEALED
+from services.sealed import SealBroken, read_sealed
 from services.subjects import Identifier
 from storage import migrate
 from storage.db import make_engine
@@ -47,6 +50,22 @@ def check_database(settings: Settings) -> list[Finding]:
     if not current:
         return [Finding(False, "database schema is not up to date", "run `dsr-desk db upgrade`")]
     return [Finding(True, "database reachable and migrated")]
+
+
+def check_export_key(settings: Settings) -> list[Finding]:
+    """The key that seals exports: set, and able to open the exports already on disk."""
+    try:
+        keys = settings.export_keys
+    except ConfigurationError as exc:
+        return [Finding(False, "DSR_EXPORT_KEY is not set", str(exc).split(": ", 1)[-1])]
+    archives = sorted(settings.exports_dir.glob(f"*/*{SEALED}"))[-1:]
+    try:
+        for archive in archives:
+            next(read_sealed(archive, keys))
+    except SealBroken:
+        return [Finding(False, f"DSR_EXPORT_KEY does not open {archives[0].name}",
+                        "restore the key it was sealed with (list it after the new one to rotate)")]
+    return [Finding(True, "DSR_EXPORT_KEY set" + (" and opens the latest export" if archives else ""))]
 
 
 def check_slack(settings: Settings, client: WebClient | None = None) -> list[Finding]:
@@ -118,7 +137,7 @@ def check_vendors(settings: Settings, registry: ConnectorRegistry) -> list[Findi
 def run_doctor(settings: Settings, out: Callable[[str], None] = print,
                client: WebClient | None = None) -> bool:
     registry = ConnectorRegistry(settings)
-    findings = [*check_database(settings), *check_slack(settings, client),
+    findings = [*check_database(settings), *check_export_key(settings), *check_slack(settings, client),
                 *check_vendors(settings, registry)]
     registry.client.close()
     for finding in findings:

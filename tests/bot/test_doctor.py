@@ -1,10 +1,14 @@
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
 
-from bot.doctor import run_doctor
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.doctor import check_export_key, run_doctor
 from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
+from services.exports import SealedSink, package
 from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
 from services.sandbox.zendesk import ZendeskSandbox
@@ -39,6 +43,7 @@ def test_a_good_setup_passes_every_check(tmp_path, servers) -> None:
     assert run_doctor(config, lines.append), "\n".join(lines)
     report = "\n".join(lines)
     assert "[ok  ] database reachable and migrated" in report
+    assert "[ok  ] DSR_EXPORT_KEY set" in report
     assert "bot scopes complete" in report
     assert "genesys: credentials work" in report and "zendesk: credentials work" in report
     assert "FAIL" not in report
@@ -56,3 +61,17 @@ def test_problems_are_named_with_their_fix(tmp_path, servers) -> None:
     assert "zendesk: Zendesk Support refused GET: GET /api/v2/users/search answered 401" in report
     assert "genesys:" in report and "gdpr:subject:view" in report
     assert "wrong-token" not in report and "wrong-secret" not in report
+
+
+def test_an_export_key_that_cannot_open_the_exports_is_caught(tmp_path, servers) -> None:
+    config = settings(tmp_path, servers)
+    sink = SealedSink(config.exports_dir / "DSR-000001", config.export_keys)
+    sink.write("zendesk/users/1.json", {"user": {}})
+    package(config.exports_dir, "DSR-000001", config.export_keys, readme="r", at=datetime.now(UTC))
+    lines: list[str] = []
+    other = settings(tmp_path, servers, DSR_EXPORT_KEY=Fernet.generate_key().decode())
+    run_doctor(other, lines.append)
+    assert "[FAIL] DSR_EXPORT_KEY does not open DSR-000001-export.zip.sealed" in "\n".join(lines)
+    missing = Settings.model_construct(**{**config.__dict__, "export_key": None})
+    assert "[FAIL] DSR_EXPORT_KEY is not set" in "\n".join(line.line() for line in
+                                                           check_export_key(missing))
