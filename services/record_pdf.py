@@ -338,8 +338,9 @@ def _anchor(pdf: _Document, record: ComplianceRecord) -> None:
     ], mono={"Closing event hash", "Chain head hash"})
     pdf.ln(2)
     pdf.paragraph(
-        f"To verify this record, run \u201cdsr-desk audit verify\u201d against the production "
-        f"database: it must report the trail intact, and audit event #{a.seq} must still carry the "
-        "closing event hash above. Each event's hash covers the one before it, so a matching hash "
-        "proves that nothing up to the closing of this request was altered, removed or reordered.",
+        f"To verify this record, run \u201cdsr-desk audit verify --record {record.reference}"
+        f"-compliance-record.json\u201d against the production database: it must report the trail "
+        f"intact, and audit event #{a.seq} must still carry the closing event hash above. Each "
+        "event's hash covers the one before it, so a matching hash proves that nothing up to the "
+        "closing of this request was altered, removed or reordered.",
         size=8)
