@@ -3,9 +3,10 @@ for the subject when the request completes.
 
 While the steps run, each document (a Zendesk user or ticket, a Genesys results document) is
 sealed in its own file under `<exports>/<reference>/staging/`. When the request completes,
-`package` streams them into `<reference>-export.zip.sealed`: a zip holding each system's JSON, a
-README for the subject and a manifest with each file's size and SHA-256, written through the
-sealing stream, so neither the data nor the archive is ever whole in memory or clear on disk.
+`package` streams them into `<reference>-export.zip.sealed`: a zip holding each system's JSON
+(documents of a kind as JSON arrays of up to 500, e.g. `zendesk/tickets-001.json`), a README for
+the subject and a manifest with each file's size and SHA-256, written through the sealing
+stream, so neither the data nor the archive is ever whole in memory or clear on disk.
 The manifest is also kept beside the archive (file names and hashes only) for the compliance
 record.
 """
@@ -13,14 +14,16 @@ record.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.fernet import MultiFernet
 
@@ -28,6 +31,7 @@ from services.errors import InvalidRequest
 from services.sealed import SealBroken, SealedWriter, read_sealed, unseal
 
 STAGING = "staging"
+PER_FILE = 500  # documents per archive file: few files to list, each small enough to open
 MANIFEST_NAME = "manifest.json"
 SEALED = ".sealed"
 README_NAME = "README.txt"
@@ -66,7 +70,7 @@ class SealedSink:
     def count(self, prefix: str) -> int:
         """How many documents are staged under `prefix` (e.g. "zendesk/tickets/")."""
         folder = self.root / prefix
-        return sum(1 for _ in folder.glob(f"*{SEALED}")) if folder.is_dir() else 0
+        return sum(1 for _ in _sealed_in(folder)) if folder.is_dir() else 0
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,18 @@ def package(exports: Path, reference: str, keys: MultiFernet, *, readme: str,
         out = _Hashing(sealed)
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zipped:  # type: ignore[arg-type]
             zipped.writestr(zipfile.ZipInfo(README_NAME, stamp), readme, zipfile.ZIP_DEFLATED)
-            for path in sorted(staging.rglob(f"*{SEALED}")) if staging.is_dir() else ():
-                name = path.relative_to(staging).as_posix()[:-len(SEALED)]
-                data = unseal(path, keys)
-                zipped.writestr(zipfile.ZipInfo(name, stamp), data, zipfile.ZIP_DEFLATED)
-                files.append(ExportFile(name, len(data), hashlib.sha256(data).hexdigest()))
+            for kind in _folders(staging) if staging.is_dir() else ():
+                group = "documents" if kind == staging else kind.relative_to(staging).as_posix()
+                documents = _sealed_in(kind)
+                for part in itertools.count(1):
+                    batch = list(itertools.islice(documents, PER_FILE))  # paths only
+                    if not batch:
+                        break
+                    name = f"{group}-{part:03d}.json"
+                    info = zipfile.ZipInfo(name, stamp)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with zipped.open(info, "w") as entry:
+                        files.append(_write_array(entry, name, batch, keys))
             zipped.writestr(zipfile.ZipInfo(MANIFEST_NAME, stamp), manifest_json(reference, files),
                             zipfile.ZIP_DEFLATED)
     result = Package(archive, out.bytes, out.digest.hexdigest(), tuple(files))
@@ -129,6 +140,38 @@ def package(exports: Path, reference: str, keys: MultiFernet, *, readme: str,
     partial.replace(folder / MANIFEST_NAME)
     shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def _write_array(entry: IO[bytes], name: str, documents: list[Path], keys: MultiFernet) -> ExportFile:
+    """Documents as one JSON array, one document at a time; returns its manifest line."""
+    digest, size = hashlib.sha256(), 0
+    for n, path in enumerate(documents):
+        chunk = (b"[\n" if n == 0 else b",\n") + unseal(path, keys)
+        if n == len(documents) - 1:
+            chunk += b"\n]\n"
+        entry.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return ExportFile(name, size, digest.hexdigest())
+
+
+def _folders(staging: Path) -> Iterator[Path]:
+    """The staging folder and every folder below it (a handful: one per kind of document)."""
+    pending = [staging]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            pending.extend(Path(e.path) for e in entries if e.is_dir())
+        yield folder
+
+
+def _sealed_in(folder: Path) -> Iterator[Path]:
+    """The sealed documents of one folder, as the disk lists them: read one by one, never all
+    listed (10,000 tickets are 10,000 files)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(SEALED) and entry.is_file():
+                yield Path(entry.path)
 
 
 def manifest_json(reference: str, files: list[ExportFile]) -> str:
@@ -165,7 +208,8 @@ def archive_chunks(path: Path, keys: MultiFernet, *, sha256: str) -> Iterator[by
 
 def subject_readme(reference: str, systems: list[str], at: datetime) -> str:
     """What the subject reads first, in plain language."""
-    names = {"zendesk": "Zendesk Support (our customer service desk)",
+    names = {"zendesk": "Zendesk Support (our customer service desk): users-001.json is your profile, "
+                        "tickets-001.json, -002.json, ... your requests with every reply",
              "genesys": "Genesys Cloud (our contact centre: calls, chats, messages)"}
     listed = "\n".join(f"  - {system}/: {names.get(system, system)}" for system in systems)
     return f"""YOUR PERSONAL DATA ({reference})
@@ -177,9 +221,9 @@ What is inside
 {listed}
   - manifest.json: every file in this archive, with its size and a SHA-256 fingerprint.
 
-Each file is JSON, a plain-text format: open it with any text editor, or load it into a
-spreadsheet or another service (your right to data portability). Conversations are kept as
-they were recorded, including what our staff wrote.
+Each file is JSON, a plain-text format (a list of up to 500 records): open it with any text
+editor, or load it into a spreadsheet or another service (your right to data portability).
+Conversations are kept as they were recorded, including what our staff wrote.
 
 Checking that nothing was changed
 Each file's SHA-256 fingerprint is in manifest.json. On most computers you can compute it

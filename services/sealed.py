@@ -2,7 +2,7 @@
 
 Fernet (from `cryptography`) encrypts and authenticates one message held in memory, and an
 export can be far larger than memory should hold, so a sealed file is a sequence of Fernet
-tokens, one per frame of at most 1 MiB. Each frame's plaintext starts with its index and a
+tokens, one per frame of at most 64 KiB. Each frame's plaintext starts with its index and a
 last-frame flag, so frames cannot be reordered, dropped, or cut off the end without reading
 failing. The keys come from `DSR_EXPORT_KEY` (comma-separated Fernet keys; the first encrypts,
 all decrypt, so a key can be rotated) and are never written to disk, the database, or a log.
@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from services.errors import ConfigurationError, DsrError
 
 MAGIC = b"DSR-SEALED-1\n"
-FRAME_BYTES = 1 << 20
+FRAME_BYTES = 1 << 16  # 64 KiB: encrypting a frame costs a few times its size in memory
 _FRAME = struct.Struct(">QB")  # frame index, 1 on the last frame
 _LENGTH = struct.Struct(">I")  # bytes of the token that follows
 KEY_HINT = ("Make one with `python -c \"from cryptography.fernet import Fernet; "

@@ -152,7 +152,8 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
     assert export["channel_id"].startswith("D") and "deletes its copy on" in export["initial_comment"]
     with zipfile.ZipFile(io.BytesIO(export["bytes"])) as zipped:
         manifest = json.loads(zipped.read("manifest.json"))
-        assert {f["name"] for f in manifest["files"]} == {"zendesk/users/5.json", "zendesk/tickets/7.json"}
+        assert {f["name"] for f in manifest["files"]} == {"zendesk/users-001.json",
+                                                          "zendesk/tickets-001.json"}
         for entry in manifest["files"]:
             data = zipped.read(entry["name"])
             assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])

@@ -56,9 +56,23 @@ def test_nothing_is_clear_on_disk_and_the_manifest_matches_the_archive(tmp_path)
         for entry in manifest["files"]:
             data = archive.read(entry["name"])
             assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
-        assert json.loads(archive.read("zendesk/users/5.json")) == SUBJECT
+        assert json.loads(archive.read("zendesk/users-001.json")) == [SUBJECT]
+        tickets = json.loads(archive.read("zendesk/tickets-001.json"))
+        assert sorted(t["ticket"]["id"] for t in tickets) == [0, 1, 2]
     assert [vars(f) for f in made.files] == manifest["files"]
     assert read_package(tmp_path, "DSR-000042") == made  # what the record and delivery read
+
+
+def test_documents_go_in_files_of_500(tmp_path, monkeypatch) -> None:
+    keys = new_keys()
+    staged(tmp_path, keys, documents=1001)
+    made = package(tmp_path, "DSR-000042", keys, readme="r", at=AT)
+    assert [f.name for f in made.files if "tickets" in f.name] == [
+        "zendesk/tickets-001.json", "zendesk/tickets-002.json", "zendesk/tickets-003.json"]
+    with opened(made, keys) as archive:
+        ids = [t["ticket"]["id"] for n in (1, 2, 3)
+               for t in json.loads(archive.read(f"zendesk/tickets-{n:03d}.json"))]
+    assert sorted(ids) == list(range(1001))
 
 
 def test_packaging_again_after_a_crash_gives_the_same_package(tmp_path) -> None:
