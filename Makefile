@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python -m bench.zendesk_erasure
 	$(BIN)/python -m bench.slack_ack
 	$(BIN)/python -m bench.scheduled_jobs
+	$(BIN)/python -m bench.export_memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache

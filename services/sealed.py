@@ -6,10 +6,14 @@ tokens, one per frame of at most 64 KiB. Each frame's plaintext starts with its 
 last-frame flag, so frames cannot be reordered, dropped, or cut off the end without reading
 failing. The keys come from `DSR_EXPORT_KEY` (comma-separated Fernet keys; the first encrypts,
 all decrypt, so a key can be rotated) and are never written to disk, the database, or a log.
+
+Paths may be plain strings: a sink writes one file per document, and pathlib interns every new
+file name, so 10,000 tickets would grow the interpreter's table of interned strings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -51,12 +55,12 @@ class SealedWriter(io.RawIOBase):
     never leaves a half file under the final name. Not seekable: zipfile writes to it as to a
     pipe."""
 
-    def __init__(self, path: Path, keys: MultiFernet) -> None:
+    def __init__(self, path: str | Path, keys: MultiFernet) -> None:
         super().__init__()
         self.path, self.keys = path, keys
-        self._partial = path.with_name(path.name + ".partial")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._partial.open("wb")
+        self._partial = f"{path}.partial"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._file = open(self._partial, "wb")  # noqa: SIM115 - closed in close() or abort()
         self._file.write(MAGIC)
         self._buffer = bytearray()
         self._index = 0
@@ -92,7 +96,8 @@ class SealedWriter(io.RawIOBase):
 
     def abort(self) -> None:
         self._file.close()
-        self._partial.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._partial)
         super().close()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -103,33 +108,34 @@ class SealedWriter(io.RawIOBase):
             self.close()
 
 
-def read_sealed(path: Path, keys: MultiFernet) -> Iterator[bytes]:
+def read_sealed(path: str | Path, keys: MultiFernet) -> Iterator[bytes]:
     """The plaintext of a sealed file, frame by frame; SealBroken if it does not check out."""
-    with path.open("rb") as file:
+    name = os.path.basename(path)
+    with open(path, "rb") as file:
         if file.read(len(MAGIC)) != MAGIC:
-            raise SealBroken(f"{path.name} is not a sealed file")
+            raise SealBroken(f"{name} is not a sealed file")
         index = 0
         while True:
             length = file.read(_LENGTH.size)
             if len(length) < _LENGTH.size:
-                raise SealBroken(f"{path.name} is truncated: its last frame is missing")
+                raise SealBroken(f"{name} is truncated: its last frame is missing")
             token = file.read(_LENGTH.unpack(length)[0])
             try:
                 plain = keys.decrypt(token)
             except InvalidToken:
-                raise SealBroken(f"{path.name} does not decrypt with the configured DSR_EXPORT_KEY "
+                raise SealBroken(f"{name} does not decrypt with the configured DSR_EXPORT_KEY "
                                  "(a different key, or the file was altered)") from None
             got, last = _FRAME.unpack_from(plain)
             if got != index:
-                raise SealBroken(f"{path.name}: frame {got} found where frame {index} belongs")
+                raise SealBroken(f"{name}: frame {got} found where frame {index} belongs")
             yield plain[_FRAME.size:]
             if last:
                 if file.read(1):
-                    raise SealBroken(f"{path.name} has data after its last frame")
+                    raise SealBroken(f"{name} has data after its last frame")
                 return
             index += 1
 
 
-def unseal(path: Path, keys: MultiFernet) -> bytes:
+def unseal(path: str | Path, keys: MultiFernet) -> bytes:
     """A small sealed file's whole plaintext (one staged document)."""
     return b"".join(read_sealed(path, keys))
