@@ -99,9 +99,8 @@ class Deliveries:
             initial_comment=(
                 f":package: The export of {ref}{marker}: a zip with each system's data as JSON, a "
                 "README for the subject and a manifest of SHA-256 hashes. Check it, then send it "
-                "to the subject by a secure route. DSR Desk deletes its copy on "
-                f"{until:%d %b %Y}; until then `/dsr show {ref}` sends it again. Delete this file "
-                "from Slack once it is handed over."))
+                "to the subject by a secure route. DSR Desk deletes its copy and this file on "
+                f"{until:%d %b %Y}; until then `/dsr show {ref}` sends it again."))
         with transaction(self.sessions) as session:
             audit.record(session, action="export.delivered", actor=actor or user,
                          at=self.clock.now(), request_id=request.id,

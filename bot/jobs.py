@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from datetime import date, time
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.settings import Settings
 from handlers.views.common import as_dicts
 from handlers.views.reports import digest_blocks, digest_text, escalation_blocks
-from services import notify
+from services import audit, notify
 from services.clock import Clock
 from services.engine import Worker
 from services.notify import Notifier
 from services.scheduled import deliverables, digest, dispatch, reminders, retention
-from storage.db import SessionFactory
+from storage.db import SessionFactory, transaction
 
 log = logging.getLogger("dsr_desk.jobs")
 NOTICE_LEASE_SECONDS = 300.0
@@ -132,11 +133,36 @@ class Jobs:
 
     def retention(self) -> str:
         now = self.clock.now()
-        exports = retention.purge_exports(self.sessions, self.settings.exports_dir, now=now,
-                                          days=self.settings.export_retention_days)
+        purged = retention.purge_exports(self.sessions, self.settings.exports_dir, now=now,
+                                         days=self.settings.export_retention_days)
+        removed = sum(self._delete_slack_copies(request_id) for request_id in purged)
         reduced = retention.reduce_identifiers(self.sessions, now=now,
                                                days=self.settings.identifier_retention_days)
-        return f"purged {exports} export(s); reduced {reduced} request(s)' identifiers"
+        return (f"purged {len(purged)} export(s), deleted {removed} file(s) in Slack; reduced {reduced} "
+                "request(s)' identifiers")
+
+    def _delete_slack_copies(self, request_id: int) -> int:
+        """The export files DMed to people go when DSR Desk's own copy goes (audited)."""
+        if self.client is None:
+            return 0
+        with self.sessions() as session:
+            files = retention.delivered_files(session, request_id)
+        deleted = []
+        for file_id in files:
+            try:
+                self.client.files_delete(file=file_id)
+                deleted.append(file_id)
+            except SlackApiError as exc:
+                if exc.response.get("error") == "file_not_found":  # deleted by its recipient
+                    deleted.append(file_id)
+                else:
+                    log.error("could not delete an export's Slack copy: %s", exc.response.get("error"))
+        if files:
+            with transaction(self.sessions) as session:
+                audit.record(session, action="export.slack_copies_deleted", actor=retention.ACTOR,
+                             at=self.clock.now(), request_id=request_id,
+                             details={"deleted": deleted, "kept": sorted(set(files) - set(deleted))})
+        return len(deleted)
 
     def _report_day(self) -> date | None:
         """Today in the digest's zone, once DSR_DIGEST_TIME has passed there."""

@@ -751,6 +751,19 @@ class SlackState:
             upload.file["alt_txt"] = upload.alt_txt
         return upload.file
 
+    def files_delete(self, args: dict[str, Any], base: str) -> dict[str, Any]:
+        """A bot may delete the files it uploaded; a deleted file is gone from every channel."""
+        file_id = str(required(args, "file"))
+        upload = next((u for u in self.uploads.values() if u.file_id == file_id and u.file), None)
+        if upload is None:
+            raise SlackError("file_not_found")
+        for messages in self.messages.values():
+            for message in messages:
+                if any(f.get("id") == file_id for f in message.get("files", [])):
+                    message["files"] = [f for f in message["files"] if f.get("id") != file_id]
+        del self.uploads[upload.key]
+        return {}
+
     # -- response_url -----------------------------------------------------------------------
 
     def respond(self, path: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -812,4 +825,5 @@ METHODS: dict[str, Callable[[SlackState, dict[str, Any], str], dict[str, Any]]] 
     "views.publish": SlackState.views_publish,
     "files.getUploadURLExternal": SlackState.files_getUploadURLExternal,
     "files.completeUploadExternal": SlackState.files_completeUploadExternal,
+    "files.delete": SlackState.files_delete,
 }

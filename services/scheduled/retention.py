@@ -8,28 +8,28 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from services import audit
 from services.exports import export_folder
 from services.subjects import Identifier, mask
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, RequestSystem, RequestType, SubjectIdentifier
+from storage.models import AuditEvent, DsrRequest, RequestSystem, RequestType, SubjectIdentifier
 
 ACTOR = "dsr-desk:retention"
 
 
 def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, days: int,
-                  batch: int = 200) -> int:
-    """Delete the exports of access requests closed more than `days` ago; returns how many
-    requests had data deleted."""
+                  batch: int = 200) -> list[int]:
+    """Delete the exports of access requests closed more than `days` ago; returns the requests
+    that had data deleted."""
     cutoff = now - timedelta(days=days)
     with sessions() as session:
         due = list(session.exec(select(DsrRequest.id).where(
             DsrRequest.closed_at < cutoff, DsrRequest.exports_purged_at.is_(None),
             DsrRequest.recorded_at.is_not(None),  # the record keeps the manifest's hashes first
             DsrRequest.type == RequestType.ACCESS).order_by(DsrRequest.id).limit(batch)))
-    purged = 0
+    purged: list[int] = []
     for request_id in due:
         with transaction(sessions) as session:
             request = session.get(DsrRequest, request_id)
@@ -45,7 +45,7 @@ def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, day
                              details={"files": len(files),
                                       "bytes": sum(p.stat().st_size for p in files),
                                       "retention_days": days})
-                purged += 1
+                purged.append(request_id)
             # Deleted inside the transaction: if the mark fails to commit, the next run retries.
             shutil.rmtree(folder, ignore_errors=True)
     return purged
@@ -86,3 +86,10 @@ def reduce_identifiers(sessions: SessionFactory, *, now: datetime, days: int,
                          details={"identifiers": len(rows), "retention_days": days})
             reduced += 1
     return reduced
+
+
+def delivered_files(session: Session, request_id: int) -> list[str]:
+    """The Slack file ids the request's export was delivered as (from the audit trail)."""
+    events = session.exec(select(AuditEvent.details).where(AuditEvent.request_id == request_id,
+                                                          AuditEvent.action == "export.delivered"))
+    return [details["slack_file"] for details in events if details.get("slack_file")]

@@ -119,7 +119,8 @@ def test_jobs_are_listed_and_run_once_from_the_command_line(tmp_path) -> None:
         "execute", "status_updates", "reminders", "escalation", "digest", "deliverables", "retention"]
     retention = dsr_desk("jobs", "run-once", "retention", cwd=tmp_path)
     assert retention.returncode == 0, retention.stderr
-    assert retention.stdout == "retention: purged 0 export(s); reduced 0 request(s)' identifiers\n"
+    assert retention.stdout == ("retention: purged 0 export(s), deleted 0 file(s) in Slack; reduced 0 "
+                                "request(s)' identifiers\n")
     digest = dsr_desk("jobs", "run-once", "digest", cwd=tmp_path)
     assert digest.stdout == "digest: no digest: DSR_DIGEST_CHANNEL is not set\n"
     wrong = dsr_desk("jobs", "run-once", "digset", cwd=tmp_path)

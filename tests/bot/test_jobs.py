@@ -149,7 +149,8 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
     assert jobs.run("deliverables") == "made 0 record(s)"
     files = {f["name"]: f for f in slack.uploaded_files()}
     export = files[f"{request.reference}-export.zip"]
-    assert export["channel_id"].startswith("D") and "deletes its copy on" in export["initial_comment"]
+    assert export["channel_id"].startswith("D")
+    assert "deletes its copy and this file on" in export["initial_comment"]
     with zipfile.ZipFile(io.BytesIO(export["bytes"])) as zipped:
         manifest = json.loads(zipped.read("manifest.json"))
         assert {f["name"] for f in manifest["files"]} == {"zendesk/users-001.json",
@@ -166,12 +167,16 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
         f["name"] for f in manifest["files"])
 
     jobs.clock.advance(days=31)
-    assert jobs.run("retention") == "purged 1 export(s); reduced 0 request(s)' identifiers"
+    assert jobs.run("retention") == ("purged 1 export(s), deleted 1 file(s) in Slack; reduced 0 "
+                                     "request(s)' identifiers")
     assert not folder.exists()
+    assert [f["name"] for f in slack.uploaded_files()] == [  # the DMed zip is gone from Slack
+        f"{request.reference}-compliance-record.pdf", f"{request.reference}-compliance-record.json"]
     with jobs.sessions() as session:
         actions = list(session.exec(select(AuditEvent.action).where(AuditEvent.request_id == request.id)
                                     .order_by(AuditEvent.seq)))
-    assert actions[-4:] == ["export.packaged", "record.made", "export.delivered", "export.purged"]
+    assert actions[-5:] == ["export.packaged", "record.made", "export.delivered", "export.purged",
+                            "export.slack_copies_deleted"]
 
 
 def test_without_a_digest_channel_the_reports_say_so(database_url, tmp_path) -> None:

@@ -286,13 +286,13 @@ def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_pa
         folder = export_folder(tmp_path, f"DSR-{request_id:06d}")
         (folder / "zendesk").mkdir(parents=True)
         (folder / "zendesk" / "user.json").write_text('{"name": "Jane"}')
-    assert retention.purge_exports(session_factory, tmp_path, now=T0 + timedelta(days=29), days=30) == 0
+    assert retention.purge_exports(session_factory, tmp_path, now=T0 + timedelta(days=29), days=30) == []
     assert export_folder(tmp_path, "DSR-000001").exists()
-    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 1
+    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == [kept]
     assert not export_folder(tmp_path, "DSR-000001").exists()
     # Not before its compliance record has taken the manifest's hashes.
     assert export_folder(tmp_path, "DSR-000002").exists()
-    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == 0
+    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == []
     with session_factory() as session:
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "export.purged")).one()
         assert event.details == {"files": 1, "bytes": 16, "retention_days": 30}
