@@ -16,14 +16,14 @@ from slack_sdk import WebClient
 from bot.settings import Settings
 from services import audit
 from services.clock import Clock
-from services.errors import InvalidRequest, NotFound
+from services.errors import InvalidRequest
 from services.exports import archive_chunks, archive_path
 from services.record_pdf import render_pdf
 from services.records import ComplianceRecord, record_json
+from services.requests import find_request
 from services.scheduled.deliverables import record_of
 from storage.db import SessionFactory, transaction
 from storage.models import DsrRequest
-from storage.queries import get_request
 
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, write=300.0)
 
@@ -75,9 +75,7 @@ class Deliveries:
     def send_export(self, reference: str, user: str, *, actor: str | None = None) -> str:
         """Stream the decrypted archive into `user`'s direct messages; returns the file id."""
         with self.sessions() as session:
-            request = get_request(session=session, ref=reference)
-        if request is None:
-            raise NotFound(f"No request {reference}.")
+            request = find_request(session, reference)
         until = self.export_until(request)
         if until is None:
             raise InvalidRequest(f"{request.reference} has no export to send (none was made, or "

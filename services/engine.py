@@ -45,7 +45,6 @@ from services.connectors.base import (
 from services.connectors.http import VendorBusy, VendorError
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
 from services.lifecycle import transition
-from services.notify import Event
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
 from storage.models import (
@@ -258,8 +257,7 @@ class Worker:
                     try:
                         transition(session, request, RequestStatus.IN_PROGRESS,
                                    actor=SYSTEM_ACTOR, at=now)
-                        self._notify(session, now, "request.started", request,
-                                     "Execution started.")
+                        notify.enqueue(session, request.id, "request.started", "Execution started.", now)
                     except ConcurrentUpdate:
                         session.refresh(request)  # another worker started it
         return claimed
@@ -358,15 +356,15 @@ class Worker:
                              details={"step": step.id, "system": step.system,
                                       "action": step.action, "result": outcome.summary,
                                       "simulation": request.simulation})
-                self._notify(session, now, "step.done", request, f"{label} done.", step.id)
+                notify.enqueue(session, request.id, "step.done", f"{label} done.", now, step.id)
             elif isinstance(outcome, Waiting):
                 kind, note = "waiting", outcome.note
                 step.status, step.checkpoint = StepStatus.WAITING, outcome.checkpoint
                 step.next_run_at = now + timedelta(seconds=outcome.seconds)
                 step.transient_failures = 0
                 if outcome.note != self._last_note(session, step_id):
-                    self._notify(session, now, "step.waiting", request, f"{label}: {outcome.note}",
-                                 step.id)
+                    notify.enqueue(session, request.id, "step.waiting", f"{label}: {outcome.note}",
+                                   now, step.id)
             elif isinstance(outcome, RetryLater):
                 kind, note = "retry", outcome.reason
                 step.status = StepStatus.PENDING
@@ -403,8 +401,8 @@ class Worker:
                            at=now, reason=outcome.reason)
             except TransitionNotAllowed:
                 return  # already needs attention because of another step
-            self._notify(session, now, "request.needs_attention", request,
-                         f"{step.system}.{step.action} failed: {outcome.reason}", step.id)
+            notify.enqueue(session, request.id, "request.needs_attention",
+                           f"{step.system}.{step.action} failed: {outcome.reason}", now, step.id)
             return
         if not isinstance(outcome, Done):
             return
@@ -416,15 +414,7 @@ class Worker:
         if open_steps or request.status != RequestStatus.IN_PROGRESS:
             return
         transition(session, request, RequestStatus.COMPLETED, actor=SYSTEM_ACTOR, at=now)
-        self._notify(session, now, "request.completed", request, "All steps done.")
-
-    @staticmethod
-    def _notify(session: Session, now: datetime, kind: str, request: DsrRequest, text: str,
-                step_id: int | None = None) -> None:
-        """Queued in the transaction that made the change; the status-update job posts it."""
-        notify.enqueue(session, Event(kind=kind, request_id=request.id,
-                                      reference=request.reference, simulation=request.simulation,
-                                      text=text, step_id=step_id), now)
+        notify.enqueue(session, request.id, "request.completed", "All steps done.", now)
 
 
 def next_due_at(session: Session) -> datetime | None:

@@ -176,6 +176,17 @@ def _sealed_in(folder: Path) -> Iterator[str]:
                 yield entry.path
 
 
+def discard_staging(exports: Path, reference: str) -> int | None:
+    """Delete what an unfinished access request staged; how many documents, None if nothing was
+    staged."""
+    staging = export_folder(exports, reference) / STAGING
+    if not staging.is_dir():
+        return None
+    count = sum(1 for folder in _folders(staging) for _ in _sealed_in(folder))
+    _remove(staging)
+    return count
+
+
 def _remove(staging: Path) -> None:
     """Delete the staged documents file by file (rmtree would list each folder whole first)."""
     for folder in list(_folders(staging)):

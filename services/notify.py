@@ -72,10 +72,12 @@ class LoggingNotifier:
             self.log.info("%s %s%s: %s", event.reference, event.kind, marker, event.text)
 
 
-def enqueue(session: Session, event: Event, at: datetime) -> None:
-    """Queue `event` for the thread, in the caller's transaction."""
-    session.add(Notice(request_id=event.request_id, kind=event.kind, text=event.text[:2000],
-                       step_id=event.step_id, created_at=at))
+def enqueue(session: Session, request_id: int, kind: str, text: str, at: datetime,
+            step_id: int | None = None) -> None:
+    """Queue a notice for the request's thread, in the transaction that made the change it
+    reports (the status-update job posts it)."""
+    session.add(Notice(request_id=request_id, kind=kind, text=text[:2000], step_id=step_id,
+                       created_at=at))
 
 
 def deliver(sessions: SessionFactory, notifier: Notifier, *, owner: str, now: datetime,

@@ -25,8 +25,9 @@ from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 from services import audit
-from services.errors import InvalidRequest, NotFound
+from services.errors import InvalidRequest
 from services.exports import ExportFile, read_package
+from services.requests import find_request
 from services.subjects import Identifier, mask
 from storage.models import (
     Approval,
@@ -41,7 +42,7 @@ from storage.models import (
     StepAttempt,
     SubjectIdentifier,
 )
-from storage.queries import get_jurisdiction, get_request
+from storage.queries import get_jurisdiction
 
 RECORD_FORMAT = "dsr-desk.compliance-record"
 RECORD_VERSION = 1
@@ -168,9 +169,7 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
     """The record of a finished request. `exports` is the folder holding one export folder per
     request (`<data_dir>/exports`); NotFound for an unknown request, InvalidRequest for one that
     is still open."""
-    request = get_request(session=session, ref=request_id)
-    if request is None:
-        raise NotFound(f"No request {request_id}. References look like DSR-000042.")
+    request = find_request(session, request_id)
     status = RequestStatus(request.status)
     if status not in FINISHED or request.closed_at is None:
         raise InvalidRequest(
@@ -368,8 +367,7 @@ def store_record(session: Session, record: ComplianceRecord) -> ComplianceRecord
 def ensure_record(session: Session, request_id: int | str, *, exports: Path,
                   now: datetime) -> ComplianceRecord:
     """The stored record of a finished request, made now if it was not yet (caller commits)."""
-    request = get_request(session=session, ref=request_id)
-    row = session.get(ComplianceRecordRow, request.id) if request is not None else None
+    row = session.get(ComplianceRecordRow, find_request(session, request_id).id)
     if row is not None:
         return parse_record(row.body)
     record = build_record(session, request_id, exports=exports, now=now)

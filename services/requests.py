@@ -67,6 +67,14 @@ class RequestFilter:
     limit: int = 20
 
 
+def find_request(session: Session, ref: str | int) -> DsrRequest:
+    """The request `ref` (DSR-000042 or an id); NotFound, with the expected form, if none."""
+    request = get_request(session=session, ref=ref)
+    if request is None:
+        raise NotFound(f"No request {ref}. References look like DSR-000042.")
+    return request
+
+
 class RequestService:
     def __init__(self, sessions: SessionFactory, connectors: engine.ConnectorProvider,
                  policy: Policy, clock: Clock, zone: ZoneInfo) -> None:
@@ -303,9 +311,7 @@ class RequestService:
     # Helpers
 
     def _get(self, session: Session, ref: str | int, *, lock: bool = False) -> DsrRequest:
-        request = get_request(session=session, ref=ref)
-        if request is None:
-            raise NotFound(f"No request {ref}. References look like DSR-000042.")
+        request = find_request(session, ref)
         if lock:
             request = session.exec(select(DsrRequest).where(DsrRequest.id == request.id)
                                    .with_for_update()

@@ -10,7 +10,6 @@ a failed post is retried and never lost.
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,14 +17,13 @@ from cryptography.fernet import MultiFernet
 from sqlmodel import select
 
 from services import audit, notify
-from services.errors import InvalidRequest, NotFound
-from services.exports import STAGING, export_folder, package, subject_readme
-from services.notify import Event
+from services.errors import InvalidRequest
+from services.exports import discard_staging, package, subject_readme
 from services.records import RECORD_ACTOR, ComplianceRecord, ensure_record
+from services.requests import find_request
 from services.scheduled import dispatch
 from storage.db import SessionFactory, transaction
 from storage.models import DsrRequest, RequestStatus, RequestSystem, RequestType, format_reference
-from storage.queries import get_request
 
 
 def unrecorded(sessions: SessionFactory, limit: int = 20) -> list[int]:
@@ -51,9 +49,7 @@ def record_of(sessions: SessionFactory, ref: str, *, exports: Path, keys: MultiF
     """The record of a finished request, as stored at closing; made now if the job has not got
     to it yet. NotFound / InvalidRequest for an unknown or open request."""
     with sessions() as session:
-        request = get_request(session=session, ref=ref)
-        if request is None:
-            raise NotFound(f"No request {ref}. References look like DSR-000042.")
+        request = find_request(session, ref)
         request_id, pending = request.id, request.closed_at is not None and request.recorded_at is None
     if pending and not make(sessions, request_id, exports=exports, keys=keys, now=now, owner=owner):
         raise InvalidRequest(f"The record of {format_reference(request_id)} is being made right now: "
@@ -77,7 +73,11 @@ def finish(sessions: SessionFactory, request_id: int, *, exports: Path, keys: Mu
     if is_access and completed and not packaged:
         made = package(exports, reference, keys, at=now, readme=subject_readme(reference, systems, now))
     elif is_access and not completed:
-        _discard_staging(sessions, request_id, export_folder(exports, reference) / STAGING, now)
+        with transaction(sessions) as session:  # an unfinished request leaves no half export
+            discarded = discard_staging(exports, reference)
+            if discarded is not None:
+                audit.record(session, action="export.discarded", actor=RECORD_ACTOR, at=now,
+                             request_id=request_id, details={"files": discarded})
     with transaction(sessions) as session:  # the archive's mark and the record commit together
         request = session.get(DsrRequest, request_id)
         if made is not None:
@@ -87,26 +87,11 @@ def finish(sessions: SessionFactory, request_id: int, *, exports: Path, keys: Mu
             audit.record(session, action="export.packaged", actor=RECORD_ACTOR, at=now,
                          request_id=request_id, details={"files": len(made.files),
                                                          "bytes": made.bytes, "sha256": made.sha256})
-            _notice(session, request, now, "export.ready",
-                    f"Export packaged: {len(made.files)} file(s), {made.bytes:,} bytes, encrypted "
-                    "at rest; sent to the requester by direct message.")
+            notify.enqueue(session, request_id, "export.ready",
+                           f"Export packaged: {len(made.files)} file(s), {made.bytes:,} bytes, "
+                           "encrypted at rest; sent to the requester by direct message.", now)
         record = ensure_record(session, request_id, exports=exports, now=now)
-        _notice(session, request, now, "record.made",
-                f"Compliance record made ({record.outcome}); the trail's hash at closing is "
-                f"`{record.anchor.hash[:16]}…` (event #{record.anchor.seq}).")
+        notify.enqueue(session, request_id, "record.made",
+                       f"Compliance record made ({record.outcome}); the trail's hash at closing is "
+                       f"`{record.anchor.hash[:16]}…` (event #{record.anchor.seq}).", now)
 
-
-def _discard_staging(sessions: SessionFactory, request_id: int, staging: Path, now: datetime) -> None:
-    """An access request that did not complete leaves no half export behind."""
-    if not staging.is_dir():
-        return
-    count = sum(1 for p in staging.rglob("*") if p.is_file())
-    with transaction(sessions) as session:
-        audit.record(session, action="export.discarded", actor=RECORD_ACTOR, at=now,
-                     request_id=request_id, details={"files": count})
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _notice(session, request: DsrRequest, now: datetime, kind: str, text: str) -> None:  # noqa: ANN001
-    notify.enqueue(session, Event(kind=kind, request_id=request.id, reference=request.reference,
-                                  simulation=request.simulation, text=text), now)

@@ -17,7 +17,6 @@ from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
 from services import notify
 from services.lifecycle import transition
-from services.notify import Event
 from services.sandbox import server
 from storage.db import transaction
 from storage.models import AuditEvent, DsrRequest, RequestStatus, RequestType
@@ -123,8 +122,8 @@ def test_progress_is_posted_as_one_message_per_batch(jobs, slack) -> None:
     request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, due_in=20)
     with transaction(jobs.sessions) as session:
         for n in range(40):
-            notify.enqueue(session, Event("step.done", request.id, request.reference, True,
-                                          f"zendesk.delete_tickets page {n} done."), T0)
+            notify.enqueue(session, request.id, "step.done",
+                           f"zendesk.delete_tickets page {n} done.", T0)
     assert jobs.run("status_updates") == "posted 40 update(s)"
     replies = slack.thread(APPROVALS, request.thread_ts)[1:]
     assert len(replies) == 1

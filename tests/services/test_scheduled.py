@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, MultiFernet
 from sqlmodel import select
 
 from services import notify
-from services.exports import export_folder
+from services.exports import SealedSink, export_folder
 from services.lifecycle import transition
 from services.notify import Event, RecordingNotifier
-from services.scheduled import digest, dispatch, reminders, retention
+from services.scheduled import deliverables, digest, dispatch, reminders, retention
 from storage.db import transaction
 from storage.models import (
     IS_OPEN,
@@ -327,8 +328,8 @@ def test_notices_are_posted_in_one_batch_per_request_and_once(session_factory) -
     second = make(session_factory, T0, S.PENDING_APPROVAL)
     with transaction(session_factory) as session:
         for n in range(300):
-            notify.enqueue(session, Event("step.done", first, "DSR-000001", True, f"page {n} done"), T0)
-        notify.enqueue(session, Event("step.done", second, "DSR-000002", True, "done"), T0)
+            notify.enqueue(session, first, "step.done", f"page {n} done", T0)
+        notify.enqueue(session, second, "step.done", "done", T0)
     recorder = RecordingNotifier()
     assert notify.deliver(session_factory, recorder, owner="a", now=T0) == 301
     assert [len(batch) for batch in recorder.batches] == [300, 1]
@@ -340,7 +341,7 @@ def test_notices_are_posted_in_one_batch_per_request_and_once(session_factory) -
 def test_a_failed_post_keeps_the_notices_for_the_next_run(session_factory) -> None:
     request_id = make(session_factory, T0, S.PENDING_APPROVAL)
     with transaction(session_factory) as session:
-        notify.enqueue(session, Event("request.completed", request_id, "DSR-000001", False, "All done."), T0)
+        notify.enqueue(session, request_id, "request.completed", "All done.", T0)
 
     class Down:
         def publish(self, events) -> None:
@@ -371,3 +372,27 @@ def test_sweeps_read_open_requests_through_their_partial_index(engine, index, co
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
                                         tuple(compiled.params.values())).all()
     assert index in " ".join(str(row) for row in plan)
+
+
+# Deliverables
+
+
+def test_a_canceled_access_request_leaves_no_staged_data_and_gets_its_record(session_factory,
+                                                                             tmp_path) -> None:
+    keys = MultiFernet([Fernet(Fernet.generate_key())])
+    request_id = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS,
+                      type=RequestType.ACCESS)
+    sink = SealedSink(export_folder(tmp_path, f"DSR-{request_id:06d}"), keys)
+    sink.write("zendesk/users/1.json", {"user": {"id": 1}})
+    sink.write("zendesk/tickets/2.json", {"ticket": {"id": 2}})
+    move(session_factory, request_id, T0, S.NEEDS_ATTENTION, S.CANCELED)
+
+    assert deliverables.unrecorded(session_factory) == [request_id]
+    deliverables.finish(session_factory, request_id, exports=tmp_path, keys=keys, now=T0)
+    assert not sink.root.exists()
+    assert deliverables.unrecorded(session_factory) == []
+    with session_factory() as session:
+        discarded = session.exec(select(AuditEvent).where(AuditEvent.action == "export.discarded")).one()
+        assert discarded.details == {"files": 2}
+        assert session.get(DsrRequest, request_id).export_packaged_at is None
+        assert [n.kind for n in session.exec(select(Notice))] == ["record.made"]
