@@ -113,7 +113,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
                     lambda request, system: SealedSink(
                         export_folder(settings.exports_dir, request.reference), keys),
                     clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
-    deliveries = Deliveries(client, sessions, settings, clock, owner=worker.id)
+    deliveries = Deliveries(client, sessions, settings, clock, policy, owner=worker.id)
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None,  # the scheduler's, once there is one

@@ -18,6 +18,7 @@ from services import audit
 from services.clock import Clock
 from services.errors import InvalidRequest
 from services.exports import archive_chunks, archive_path
+from services.policy import Policy
 from services.record_pdf import render_pdf
 from services.records import ComplianceRecord, record_json
 from services.requests import find_request
@@ -30,8 +31,8 @@ UPLOAD_TIMEOUT = httpx.Timeout(30.0, write=300.0)
 
 class Deliveries:
     def __init__(self, client: WebClient, sessions: SessionFactory, settings: Settings,
-                 clock: Clock, owner: str) -> None:
-        self.client, self.clock, self.owner = client, clock, owner
+                 clock: Clock, policy: Policy, owner: str) -> None:
+        self.client, self.clock, self.policy, self.owner = client, clock, policy, owner
         self.sessions = sessions
         self.settings = settings
 
@@ -46,6 +47,7 @@ class Deliveries:
                                 thread_ts=request.thread_ts)
 
     def send_record(self, reference: str, user: str) -> None:
+        self.policy.require(self.policy.is_requester(user), "read compliance records")
         channel = self.client.conversations_open(users=user)["channel"]["id"]
         self._upload_record(self.record(reference), channel)
 
@@ -76,6 +78,8 @@ class Deliveries:
         """Stream the decrypted archive into `user`'s direct messages; returns the file id."""
         with self.sessions() as session:
             request = find_request(session, reference)
+        self.policy.require(user == request.requester_slack_id or self.policy.is_manager(user),
+                            "receive this export (only its requester and managers may)")
         until = self.export_until(request)
         if until is None:
             raise InvalidRequest(f"{request.reference} has no export to send (none was made, or "

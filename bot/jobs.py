@@ -123,11 +123,10 @@ class Jobs:
         return f"posted the digest for {day}" if sent else "digest already posted today"
 
     def deliverables(self) -> str:
-        now, made = self.clock.now(), 0
+        now, made, keys = self.clock.now(), 0, self.settings.export_keys
         for request_id in deliverables.unrecorded(self.sessions):
             made += deliverables.make(self.sessions, request_id, exports=self.settings.exports_dir,
-                                      keys=self.settings.export_keys, now=now, owner=self.owner,
-                                      lease=self.lease)
+                                      keys=keys, now=now, owner=self.owner, lease=self.lease)
         posted = self.status_updates() if made else ""
         return f"made {made} record(s)" + (f"; {posted}" if posted else "")
 

@@ -121,7 +121,7 @@ def register(app: App, deps: Deps) -> None:
                               view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
         elif word == "search" and rest and service.policy.is_requester(user):
             _search(deps, rest, respond)
-        elif word == "report" and service.policy.is_requester(user):
+        elif word == "report" and service.policy.is_requester(user):  # else refused in the ack
             ref = rest.partition(" ")[0]
             deps.deliverables.send_record(ref, user)
             respond(text=f":page_facing_up: The compliance record of {ref.upper()} is in your direct "

@@ -19,7 +19,9 @@ log = logging.getLogger("dsr_desk.handlers")
 
 
 class Deliverables(Protocol):
-    """The records and exports of finished requests, sent to a person's direct messages."""
+    """The records and exports of finished requests, sent to a person's direct messages: a
+    record to anyone with a role, an export to its requester and managers (PermissionDenied
+    otherwise)."""
 
     def export_until(self, request: DsrRequest) -> date | None:
         """The day retention deletes the request's export; None if there is none to send."""
