@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from bot.settings import Settings
 from services.scheduled import digest, reminders
 from storage import migrate
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -64,6 +65,7 @@ from storage.queries import EFFECTIVE_DUE
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 ZONE = ZoneInfo("Europe/Berlin")
+RETENTION = timedelta(days=Settings.model_fields["identifier_retention_days"].default)
 OFFSETS = (7, 3, 1)  # bot.settings defaults: DSR_REMINDER_DAYS, DSR_ACK_REMINDER_DAYS
 ACK_DAYS = 2
 CHUNK = 10_000
@@ -79,20 +81,22 @@ OPEN_LATE = (RequestStatus.APPROVED, RequestStatus.IN_PROGRESS, RequestStatus.NE
              RequestStatus.PENDING_APPROVAL)
 
 
-def request_rows(count: int, rng: random.Random) -> Iterator[dict[str, Any]]:
-    """The requests, oldest first, in the shape the module docstring states."""
+def request_rows(count: int, rng: random.Random, now: datetime = NOW) -> Iterator[dict[str, Any]]:
+    """The requests, oldest first, in the shape the module docstring states, received up to
+    `now`. Each closed one has its compliance record (made as it closes) and, past the default
+    retention, its identifiers reduced: the state the deliverables and retention jobs keep."""
     span = timedelta(days=3 * 365)
     laws = rng.choices(LAWS, weights=[law[1] for law in LAWS], k=count)
     types = rng.choices(TYPES, weights=(45, 40, 10, 5), k=count)
     for n in range(count):
         code, _, respond, extend = laws[n]
-        received = NOW - span * ((count - n) / count) - timedelta(seconds=rng.uniform(0, 600))
+        received = now - span * ((count - n) / count) - timedelta(seconds=rng.uniform(0, 600))
         due = received.date() + timedelta(days=respond)
         takes = timedelta(days=rng.triangular(1, 50, 12))
-        closed = received + takes if received + takes <= NOW else None
+        closed = received + takes if received + takes <= now else None
         late = (received + takes).date() > due
         extended = due + timedelta(days=extend) if late and extend and rng.random() < 0.7 else None
-        waited = NOW - received
+        waited = now - received
         if closed:
             status = rng.choices(CLOSED, weights=(93, 4, 3))[0]
         elif waited < timedelta(days=1):
@@ -101,11 +105,12 @@ def request_rows(count: int, rng: random.Random) -> Iterator[dict[str, Any]]:
             status = RequestStatus.PENDING_APPROVAL
         else:
             status = rng.choices(OPEN_LATE, weights=(10, 70, 10, 10))[0]
+        reduced = closed + RETENTION if closed and closed + RETENTION <= now else None
         acknowledged = None
         if code == "CCPA":
             acknowledged = received + timedelta(days=rng.uniform(0.5, 12))
             acknowledged = min(acknowledged, closed) if closed else acknowledged
-            acknowledged = acknowledged if acknowledged <= NOW else None
+            acknowledged = acknowledged if acknowledged <= now else None
         yield {
             "type": types[n], "status": status, "jurisdiction_code": code, "received_at": received,
             "ack_due_on": received.date() + timedelta(days=14) if code == "CCPA" else None,
@@ -116,14 +121,14 @@ def request_rows(count: int, rng: random.Random) -> Iterator[dict[str, Any]]:
             "simulation": False, "requester_slack_id": f"U0REQ{rng.randrange(40):04d}",
             "identity_verification": "Verified against the account's email", "notes": "",
             "channel_id": "C0DSRINTAKE", "thread_ts": f"{received.timestamp():.6f}",
-            "created_at": received, "updated_at": closed or received,
+            "created_at": received, "updated_at": closed or received, "recorded_at": closed,
+            "identifiers_reduced_at": reduced,
         }
 
 
-def fill(engine: sa.Engine, count: int) -> None:
-    """Migrate, insert `count` requests and their awaiting-approval events, then analyze."""
+def fill(engine: sa.Engine, rows: Iterator[dict[str, Any]]) -> None:
+    """Migrate, insert the requests and their awaiting-approval events, then analyze."""
     migrate.upgrade(engine)
-    rows = request_rows(count, random.Random(count))
     with engine.begin() as conn:
         while chunk := list(islice(rows, CHUNK)):
             conn.execute(sa.insert(DsrRequest), chunk)
@@ -195,7 +200,7 @@ def peak_kib(call: Callable[[], object]) -> float:
 def measure(url: str, count: int, runs: int) -> dict[str, Any]:
     engine = make_engine(url)
     began = time.perf_counter()
-    fill(engine, count)
+    fill(engine, request_rows(count, random.Random(count)))
     filled = time.perf_counter() - began
     sessions = make_session_factory(engine)
     figures: dict[str, Any] = {"requests": count, "fill_s": filled, "shape": shape(engine)}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from sqlalchemy import Engine
 
 from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory
@@ -83,14 +84,28 @@ def check_slack_settings(settings: Settings, *, http: bool) -> None:
         raise ConfigurationError(f"Missing settings: {', '.join(missing)}. {SETUP_HINT}")
 
 
+def open_database(settings: Settings) -> Engine:
+    """The database, refused unless its schema is current."""
+    engine = make_engine(settings.effective_database_url)
+    if not migrate.is_current(engine):
+        engine.dispose()
+        raise ConfigurationError("The database is not up to date: run `dsr-desk db upgrade`.")
+    return engine
+
+
+def preflight(settings: Settings) -> None:
+    """What `build_core` refuses, checked once before HTTP mode starts its worker processes: one
+    clear message instead of every worker failing to boot."""
+    settings.export_keys  # noqa: B018 - a ConfigurationError if it is missing
+    open_database(settings).dispose()
+
+
 def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str | None = None,
                lease_seconds: float = DEFAULT_CONFIG.lease_seconds,
                **registry_overrides: object) -> Core:
     keys = settings.export_keys  # a missing key stops start-up before anything runs
+    engine = open_database(settings)
     clock = clock or SystemClock()
-    engine = make_engine(settings.effective_database_url)
-    if not migrate.is_current(engine):
-        raise ConfigurationError("The database is not up to date: run `dsr-desk db upgrade`.")
     sessions = make_session_factory(engine)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = WebClient(token=token, base_url=settings.slack_api_url)

@@ -46,31 +46,26 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import check_slack_settings, create_app
+    from bot.app import check_slack_settings, create_app, preflight
 
     if args.demo_without_slack and settings.slack_bot_token is None:
         print(DEMO_BANNER, flush=True)
         return cmd_demo(args, settings)
     check_slack_settings(settings, http=args.http)
+    if args.http:
+        from bot.http import serve
+
+        preflight(settings)
+        serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
+              threads=args.threads, log_level=settings.log_level)
+        return 0
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
     runtime = create_app(settings)
     runtime.scheduler.start()
     try:
-        if args.http:
-            from werkzeug.serving import make_server
-
-            from bot.http import wsgi_app
-            from services.sandbox.server import QuietHandler
-
-            server = make_server(args.host, args.port, wsgi_app(runtime), threaded=True,
-                                 request_handler=QuietHandler)
-            print(f"DSR Desk listening on http://{args.host}:{server.server_port}/slack/events",
-                  flush=True)
-            server.serve_forever()
-        else:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            print("DSR Desk connecting to Slack in Socket Mode", flush=True)
-            SocketModeHandler(runtime.app, settings.slack_app_token.get_secret_value()).start()
+        print("DSR Desk connecting to Slack in Socket Mode", flush=True)
+        SocketModeHandler(runtime.app, settings.slack_app_token.get_secret_value()).start()
     except KeyboardInterrupt:
         pass
     finally:
@@ -83,6 +78,10 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
                         help="serve Slack's HTTP mode instead of Socket Mode")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="HTTP mode: worker processes, each a replica with its scheduler")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="HTTP mode: request threads in each worker (1 keeps acks fastest)")
     parser.add_argument("--demo-without-slack", action="store_true",
                         help="play the offline demo when no Slack token is configured")
 

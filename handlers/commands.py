@@ -127,7 +127,14 @@ def register(app: App, deps: Deps) -> None:
             respond(text=f":page_facing_up: The compliance record of {ref.upper()} is in your direct "
                          "messages (PDF and JSON).", response_type="ephemeral", replace_original=False)
 
-    app.command("/dsr")(ack=dsr, lazy=[after_ack])
+    # Only the commands with work after the ack get a lazy listener: bolt copies the request and
+    # starts a thread for each, which the others (such as the frequent `list`) need not pay.
+    app.command("/dsr", matchers=[_finished_after_ack])(ack=dsr, lazy=[after_ack])
+    app.command("/dsr")(dsr)
+
+
+def _finished_after_ack(command: dict[str, Any]) -> bool:
+    return _words(command)[0] in ("new", "search", "report")
 
 
 def _words(command: dict[str, Any]) -> tuple[str, str]:

@@ -34,6 +34,12 @@ def section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=clip(text)))
 
 
+def line_sections(lines: Sequence[str]) -> list[SectionBlock]:
+    """Lines in sections of LIST_SECTION_LINES: a few blocks instead of one per line."""
+    return [section("\n".join(lines[start:start + LIST_SECTION_LINES]))
+            for start in range(0, len(lines), LIST_SECTION_LINES)]
+
+
 def context(text: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=clip(text, 2000))])
 

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock
 
-from handlers.views.common import LIST_SECTION_LINES, STATUS_LABELS, TYPE_LABELS, context, section
+from handlers.views.common import (
+    LIST_SECTION_LINES,
+    STATUS_LABELS,
+    TYPE_LABELS,
+    context,
+    line_sections,
+    section,
+)
 from services.scheduled.digest import Digest
 from services.scheduled.reminders import Overdue
 from storage.models import RequestStatus
@@ -62,8 +69,7 @@ def escalation_blocks(count: int, overdue: Iterable[Overdue], managers: Iterable
              f"requested by <@{o.requester}>" for o in shown]
     blocks: list[Block] = [section(f":rotating_light: *{count} request{'s are' if count != 1 else ' is'}"
                                    f" past the legal deadline.* {mentions}".strip())]
-    for start in range(0, len(lines), LIST_SECTION_LINES):
-        blocks.append(section("\n".join(lines[start:start + LIST_SECTION_LINES])))
+    blocks += line_sections(lines)
     if count > len(shown):
         blocks.append(context(f"{count - len(shown)} more: `/dsr list` shows them all."))
     return blocks

@@ -26,6 +26,7 @@ from handlers.views.common import (
     clip,
     context,
     deadline,
+    line_sections,
     masked_identifiers,
     one_line,
     section,
@@ -190,7 +191,7 @@ def retry_actions(request: DsrRequest) -> ActionsBlock:
 def list_blocks(requests: Sequence[DsrRequest], today: date, title: str) -> list[Block]:
     if not requests:
         return [section(f"*{title}*: none.")]
-    return [section(f"*{title}*"), *[section(one_line(r, today)) for r in requests[:45]]]
+    return [section(f"*{title}*"), *line_sections([one_line(r, today) for r in requests[:45]])]
 
 
 HELP = """*DSR Desk*: data subject requests from Slack.
