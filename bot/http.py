@@ -70,7 +70,7 @@ def _stop_worker(_arbiter: Any, worker: Any) -> None:
 
 def _ready(arbiter: Any) -> None:
     for listener in arbiter.LISTENERS:
-        print(f"DSR Desk listening on http://{listener}/slack/events "
+        print(f"DSR Desk listening on {listener}/slack/events "
               f"({arbiter.num_workers} worker processes)", flush=True)
 
 
