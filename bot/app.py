@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory
+from bot.doctor import Finding, authenticate
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
@@ -94,10 +95,14 @@ def open_database(settings: Settings) -> Engine:
 
 
 def preflight(settings: Settings) -> None:
-    """What `build_core` refuses, checked once before HTTP mode starts its worker processes: one
-    clear message instead of every worker failing to boot."""
+    """What would stop the app from starting, checked once before it starts (and before HTTP
+    mode forks its workers): one clear message instead of a traceback from each worker."""
     settings.export_keys  # noqa: B018 - a ConfigurationError if it is missing
     open_database(settings).dispose()
+    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    auth = authenticate(client, settings)
+    if isinstance(auth, Finding):
+        raise ConfigurationError(f"{auth.what}: {auth.fix}. `dsr-desk doctor` checks the whole set-up.")
 
 
 def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str | None = None,

@@ -52,10 +52,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(DEMO_BANNER, flush=True)
         return cmd_demo(args, settings)
     check_slack_settings(settings, http=args.http)
+    preflight(settings)
     if args.http:
         from bot.http import serve
 
-        preflight(settings)
         serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
               threads=args.threads, log_level=settings.log_level)
         return 0

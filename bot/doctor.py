@@ -11,6 +11,7 @@ import httpx
 import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 from bot.settings import Settings
 from bot.wiring import ConnectorRegistry
@@ -68,6 +69,20 @@ def check_export_key(settings: Settings) -> list[Finding]:
     return [Finding(True, "DSR_EXPORT_KEY set" + (" and opens the latest export" if archives else ""))]
 
 
+def authenticate(client: WebClient, settings: Settings) -> SlackResponse | Finding:
+    """Slack's auth.test answer, or why the bot token does not work: the first check of both
+    `dsr-desk doctor` and `dsr-desk run`."""
+    try:
+        return client.auth_test()
+    except SlackApiError as exc:
+        return Finding(False, f"Slack refused the bot token ({exc.response.get('error')})",
+                       "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth page")
+    except OSError as exc:
+        return Finding(False, f"Slack's Web API at {settings.slack_api_url} cannot be reached "
+                              f"({getattr(exc, 'reason', exc)})",
+                       "check SLACK_API_URL (leave it unset for Slack itself) and the network")
+
+
 def check_slack(settings: Settings, client: WebClient | None = None) -> list[Finding]:
     if settings.slack_bot_token is None:
         return [Finding(False, "SLACK_BOT_TOKEN is not set",
@@ -75,11 +90,9 @@ def check_slack(settings: Settings, client: WebClient | None = None) -> list[Fin
                         "the Slack app'); `dsr-desk demo` works without it")]
     client = client or WebClient(token=settings.slack_bot_token.get_secret_value(),
                                  base_url=settings.slack_api_url)
-    try:
-        auth = client.auth_test()
-    except SlackApiError as exc:
-        return [Finding(False, f"Slack refused the bot token ({exc.response.get('error')})",
-                        "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth page")]
+    auth = authenticate(client, settings)
+    if isinstance(auth, Finding):
+        return [auth]
     findings = [Finding(True, f"Slack token works: bot {auth.get('user')} in {auth.get('team')}")]
     granted = {s.strip() for s in auth.headers.get("x-oauth-scopes", "").split(",") if s.strip()}
     needed = set(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])

@@ -11,6 +11,8 @@ import httpx
 import sqlalchemy as sa
 
 from bot.cli import COMMANDS
+from bot.slack_standin import SlackStandIn
+from services.sandbox import server
 from tests.conftest import child_env
 
 
@@ -80,6 +82,24 @@ def test_run_names_the_missing_settings(tmp_path) -> None:
             "DSR_APPROVERS. See the README, section 'Creating the Slack app'.") in result.stderr
     socket_mode = dsr_desk("run", cwd=tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1"})
     assert "Missing settings: SLACK_APP_TOKEN" in socket_mode.stderr
+
+
+def test_run_says_what_stops_it_before_starting(tmp_path) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "DSR_APPROVERS": "U_APP",
+           "DSR_APPROVALS_CHANNEL": "C0APPROVALS", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    stale = dsr_desk("run", "--http", cwd=tmp_path, env=env)
+    assert (stale.returncode, stale.stderr.strip()) == (
+        2, "dsr-desk: The database is not up to date: run `dsr-desk db upgrade`.")
+    assert dsr_desk("db", "upgrade", cwd=tmp_path).returncode == 0
+    for mode in (["--http"], []):
+        unreachable = dsr_desk("run", *mode, cwd=tmp_path, env=env | {"SLACK_APP_TOKEN": "xapp-1"})
+        assert unreachable.returncode == 2
+        assert "Slack's Web API at http://127.0.0.1:9/api/ cannot be reached" in unreachable.stderr
+        assert "Traceback" not in unreachable.stderr
+    with server.serve(SlackStandIn(bot_token="xoxb-real").wsgi) as slack:
+        refused = dsr_desk("run", "--http", cwd=tmp_path, env=env | {"SLACK_API_URL": f"{slack.url}/api/"})
+    assert refused.returncode == 2
+    assert "Slack refused the bot token (invalid_auth): copy the Bot User OAuth Token" in refused.stderr
 
 
 def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:

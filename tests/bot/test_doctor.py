@@ -63,6 +63,14 @@ def test_problems_are_named_with_their_fix(tmp_path, servers) -> None:
     assert "wrong-token" not in report and "wrong-secret" not in report
 
 
+def test_an_unreachable_slack_is_a_finding_not_a_traceback(tmp_path, servers) -> None:
+    lines: list[str] = []
+    assert not run_doctor(settings(tmp_path, servers, SLACK_API_URL="http://127.0.0.1:9/api/"),
+                          lines.append)
+    assert "[FAIL] Slack's Web API at http://127.0.0.1:9/api/ cannot be reached" in "\n".join(lines)
+    assert "check SLACK_API_URL" in "\n".join(lines)
+
+
 def test_an_export_key_that_cannot_open_the_exports_is_caught(tmp_path, servers) -> None:
     config = settings(tmp_path, servers)
     sink = SealedSink(config.exports_dir / "DSR-000001", config.export_keys)
