@@ -13,6 +13,7 @@ from handlers.views.common import as_dicts, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks, help_blocks, list_blocks
 from services.errors import InvalidRequest
+from services.lifecycle import TERMINAL
 from services.requests import RequestFilter
 from services.subjects import Identifier, mask
 from storage.models import IdentifierKind, RequestStatus, RequestType
@@ -31,8 +32,7 @@ def parse_filters(words: list[str], user: str) -> RequestFilter:
         elif lowered in {t.value for t in RequestType}:
             types.append(RequestType(lowered))
         elif lowered == "open":
-            statuses += [s for s in RequestStatus if s not in (
-                RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED)]
+            statuses += [s for s in RequestStatus if s not in TERMINAL]
         elif lowered == "mine":
             requester = user
         elif lowered in ("from", "to"):

@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from services import audit
 from services.errors import InvalidRequest
 from services.exports import ExportFile, read_package
+from services.lifecycle import TERMINAL
 from services.requests import find_request
 from services.subjects import Identifier, mask
 from storage.models import (
@@ -46,7 +47,6 @@ from storage.queries import get_jurisdiction
 
 RECORD_FORMAT = "dsr-desk.compliance-record"
 RECORD_VERSION = 1
-FINISHED = (RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED)
 RECORD_ACTOR = "dsr-desk"
 
 
@@ -171,7 +171,7 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
     is still open."""
     request = find_request(session, request_id)
     status = RequestStatus(request.status)
-    if status not in FINISHED or request.closed_at is None:
+    if status not in TERMINAL or request.closed_at is None:
         raise InvalidRequest(
             f"{request.reference} is {status}: a compliance record is made once a request is "
             "completed, rejected or canceled.")
@@ -182,7 +182,7 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
     events = list(session.exec(select(AuditEvent).where(AuditEvent.request_id == request.id)
                                .order_by(AuditEvent.seq)))
     closing = [e for e in events if e.action == "request.status_changed"
-               and (e.details or {}).get("to") in {s.value for s in FINISHED}]
+               and (e.details or {}).get("to") in {s.value for s in TERMINAL}]
     if not closing:
         raise InvalidRequest(f"{request.reference} is {status} but the audit trail has no event "
                              "closing it: run `dsr-desk audit verify`.")

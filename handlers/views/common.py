@@ -7,6 +7,7 @@ from datetime import date
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
+from services.lifecycle import TERMINAL
 from services.subjects import Identifier, mask
 from storage.models import DsrRequest, IdentifierPurpose, RequestStatus, SubjectIdentifier
 
@@ -53,8 +54,7 @@ def deadline(request: DsrRequest, today: date | None = None) -> str:
     text = f"due {due:%d %b %Y}"
     if request.extended_due_on:
         text += " (extended)"
-    if today is not None and request.status not in (RequestStatus.COMPLETED, RequestStatus.REJECTED,
-                                                    RequestStatus.CANCELED):
+    if today is not None and request.status not in TERMINAL:
         days = (due - today).days
         text += f", {days} day(s) left" if days >= 0 else f", *overdue by {-days} day(s)*"
     return text
