@@ -54,6 +54,7 @@ from urllib.parse import urlsplit
 import httpx
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from werkzeug.test import Client
 
 from bench.scheduled_jobs import fill, request_rows
 from bot.slack_driver import SlackDriver
@@ -64,10 +65,23 @@ from storage.db import make_engine
 from storage.models import RequestStatus, RequestType
 
 SECRET = "bench-secret"
+APPROVALS = "C0APPROVALS"
 
 
-def awaiting_rows(count: int, now: datetime) -> Iterator[dict[str, Any]]:
-    """`count` requests received over the last day, awaiting approval: what the clicks decide."""
+def approval_messages(slack: SlackStandIn, count: int) -> list[str]:
+    """Posts `count` approval messages in the stand-in, as the app does when a request goes to
+    approval, so that the clicks' approvals update real messages; returns their ts."""
+    api = Client(slack.wsgi)
+    posted = [api.post("/api/chat.postMessage", headers={"Authorization": f"Bearer {slack.bot_token}"},
+                       data={"channel": APPROVALS, "text": "DSR awaiting approval"}).json
+              for _ in range(count)]
+    return [message["ts"] for message in posted]
+
+
+def awaiting_rows(thread_ts: list[str], now: datetime) -> Iterator[dict[str, Any]]:
+    """Requests received over the last day, awaiting approval, each with its message in the
+    approvals channel: what the clicks decide."""
+    count = len(thread_ts)
     unset = dict.fromkeys(("ack_due_on", "acknowledged_at", "extended_due_on", "extension_reason",
                            "extended_at", "extended_by", "closed_at", "recorded_at",
                            "identifiers_reduced_at"))
@@ -79,7 +93,7 @@ def awaiting_rows(count: int, now: datetime) -> Iterator[dict[str, Any]]:
             "received_at": received, "due_on": received.date() + timedelta(days=30),
             "simulation": True, "requester_slack_id": "U0REQ0001",
             "identity_verification": "Verified against the account's email", "notes": "",
-            "channel_id": "C0DSRINTAKE", "thread_ts": f"{received.timestamp():.6f}",
+            "channel_id": APPROVALS, "thread_ts": thread_ts[n],
             "created_at": received, "updated_at": received}
 
 
@@ -222,12 +236,12 @@ def main() -> None:
         engine = make_engine(url)
         now = datetime.now(UTC)
         clicked = args.warmup + args.calls
+        slack = SlackStandIn(bot_token="xoxb-bench")
         # Three years of history up to yesterday, then the requests the clicks approve.
         fill(engine, chain(request_rows(args.requests - clicked, random.Random(args.requests),
                                         now=now - timedelta(days=1)),
-                           awaiting_rows(clicked, now)))
+                           awaiting_rows(approval_messages(slack, clicked), now)))
         print(f"{args.requests} requests in the database ({time.perf_counter() - began:.1f} s)")
-        slack = SlackStandIn(bot_token="xoxb-bench")
         slack_url = f"http://127.0.0.1:{free_port()}"
         port = free_port()
         app_url = f"http://127.0.0.1:{port}"
@@ -237,18 +251,18 @@ def main() -> None:
         lists = [driver.command("U_REQ", "list pending_approval erasure") for _ in range(clicked)]
         pending = range(args.requests - clicked + 1, args.requests + 1)
         clicks = []
-        for request_id in pending:
-            message = {"ts": "1.0", "blocks": [{"type": "actions", "block_id": "decide", "elements": [
+        for request_id, message in zip(pending, slack.messages(APPROVALS), strict=True):
+            message = {"ts": message["ts"], "blocks": [{"type": "actions", "block_id": "decide", "elements": [
                 {"type": "button", "action_id": Action.APPROVE, "value": f"DSR-{request_id:06d}",
                  "text": {"type": "plain_text", "text": "Approve"}}]}]}
-            clicks.append(driver.click("U_APP", message, Action.APPROVE, "C0APPROVALS"))
+            clicks.append(driver.click("U_APP", message, Action.APPROVE, APPROVALS))
         standin = multiprocessing.get_context("fork").Process(
             target=_serve_standin, args=(slack, urlsplit(slack_url).port), daemon=True)
         standin.start()
         env = {**os.environ, "DATABASE_URL": url, "DSR_DATA_DIR": tmp,
                "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
                "SLACK_API_URL": f"{slack_url}/api/", "DSR_REQUESTERS": "U_REQ",
-               "DSR_APPROVERS": "U_APP U_APP2", "DSR_APPROVALS_CHANNEL": "C0APPROVALS",
+               "DSR_APPROVERS": "U_APP U_APP2", "DSR_APPROVALS_CHANNEL": APPROVALS,
                "DSR_EXPORT_KEY": Fernet.generate_key().decode(),
                "DSR_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).parents[1])}
         app_log = Path(tmp) / "app.log"

@@ -35,6 +35,10 @@ from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
 
 log = logging.getLogger("dsr_desk")
+# Lazy listeners run at most this many at once, fewer than a process's database connections
+# (SQLAlchemy's pool: 5, plus 10 overflow): a burst of clicks waits here, in memory, not on the
+# pool's 30 s checkout timeout.
+LISTENER_THREADS = 12
 SETUP_HINT = "See the README, section 'Creating the Slack app'."
 
 
@@ -153,7 +157,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         # The ack is sent when a listener's ack function returns (bolt no longer polls for it
         # every 10 ms); the work after the ack runs as lazy listeners on this pool.
         process_before_response=True,
-        listener_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="dsr-listener"),
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS,
+                                             thread_name_prefix="dsr-listener"),
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
     )

@@ -56,8 +56,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.http:
         from bot.http import serve
 
-        serve(lambda: create_app(settings), host=args.host, port=args.port, workers=args.workers,
-              threads=args.threads, log_level=settings.log_level)
+        serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+              log_level=settings.log_level)
         return 0
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -79,7 +79,7 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="HTTP mode: worker processes, each a replica with its scheduler")
+                        help="HTTP mode: processes answering Slack (one more runs the scheduled jobs)")
     parser.add_argument("--threads", type=int, default=1,
                         help="HTTP mode: request threads in each worker (1 keeps acks fastest)")
     parser.add_argument("--demo-without-slack", action="store_true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
@@ -43,6 +44,15 @@ class Sandboxes:
                 self.instances[system] = sandbox
                 self._running[system] = server.start(sandbox.wsgi)
             return self._running[system].url
+
+    def serve(self, system: str, listener: socket.socket) -> None:
+        """Serve `system`'s stand-in on a socket bound by another process (HTTP mode's arbiter),
+        whose URL the settings name, so that every worker process shares this one."""
+        with self._lock:
+            sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
+                                    people=self.settings.sandbox_people)
+            self.instances[system] = sandbox
+            self._running[system] = server.start(sandbox.wsgi, listener=listener)
 
     def stop(self) -> None:
         for running in self._running.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ class RunningServer:
 
     @property
     def port(self) -> int:
-        return self.server.server_port
+        return self.server.port
 
     @property
     def url(self) -> str:
@@ -40,11 +41,16 @@ class RunningServer:
         self.thread.join(timeout=5)
 
 
-def start(app: Any, port: int = 0, host: str = "127.0.0.1") -> RunningServer:
-    """Start serving `app`; port 0 picks a free port (see `.url`)."""
-    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+def start(app: Any, port: int = 0, host: str = "127.0.0.1", *,
+          listener: socket.socket | None = None) -> RunningServer:
+    """Start serving `app`; port 0 picks a free port (see `.url`). A `listener` made elsewhere
+    (another process, before a fork) is served instead of a new socket."""
+    if listener is not None:
+        host, port = listener.getsockname()[:2]
+    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler,
+                         fd=listener.fileno() if listener is not None else None)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"sandbox:{server.server_port}", daemon=True)
+                              name=f"sandbox:{server.port}", daemon=True)
     thread.start()
     return RunningServer(server, thread)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -10,19 +11,28 @@ import pytest
 from bot.app import Runtime, create_app
 from bot.http import wsgi_app
 from bot.settings import Settings
-from bot.slack_driver import SlackDriver
+from bot.slack_driver import SlackDriver, tick_everything
 from bot.slack_standin import SlackStandIn
+from handlers.ids import Block, Callback
 from services.sandbox import server
+from tests.forms import form
 
 SECRET = "e2e-signing-secret"
+APPROVALS = "C0APPROVALS"
 APPROVERS = [f"U_APP{n}" for n in range(1, 21)]
 
 
 @dataclass
-class World:
-    runtime: Runtime
+class Conversation:
+    """Slack's side: its Web API stand-in, and a client sending signed requests to the app."""
+
     slack: SlackStandIn
     driver: SlackDriver
+
+
+@dataclass
+class World(Conversation):
+    runtime: Runtime
 
     def emails(self) -> list[str]:
         self.runtime.registry.sandboxes.url("zendesk")
@@ -56,7 +66,40 @@ def world(database_url, tmp_path):
                          sleep=lambda s: None)
     runtime.scheduler.start()
     app_server = server.start(wsgi_app(runtime))
-    yield World(runtime, slack, SlackDriver(app_server.url, SECRET, slack, slack_server.url))
+    yield World(slack, SlackDriver(app_server.url, SECRET, slack, slack_server.url), runtime)
     app_server.stop()
     runtime.close()
     slack_server.stop()
+
+
+def modal(world: Conversation, callback: str, after: int = 0) -> dict:
+    return wait_for(lambda: next((v for v in list(world.slack.views().values())[after:]
+                                  if v.get("callback_id") == callback), None),
+                    what=f"a {callback} modal")
+
+
+def file_request(world: Conversation, email: str, systems=("zendesk", "genesys"),
+                 **fields) -> tuple[str, dict]:
+    """Through the app: /dsr new, submit the form, tick every match, send for approval.
+    Returns the reference and the approval message."""
+    before = len(world.slack.views())
+    assert world.driver.command("U_REQ", "new").status_code == 200
+    intake = modal(world, Callback.NEW_REQUEST, before)
+    answer = world.driver.submit("U_REQ", intake, form(**{
+        Block.EMAILS: email, Block.SYSTEMS: list(systems), **fields}))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["response_action"] == "update"
+    reference = body["view"]["private_metadata"]
+    matches = wait_for(lambda: next((v for v in world.slack.views().values()
+                                     if v.get("callback_id") == Callback.CONFIRM_MATCHES
+                                     and v.get("private_metadata") == reference), None),
+                       what="the matches")
+    ticked = tick_everything(matches)
+    assert set(ticked) == {f"matches:{system}" for system in systems}
+    assert world.driver.submit("U_REQ", matches, ticked).status_code == 200
+    message = wait_for(lambda: next((m for m in world.slack.messages(APPROVALS)
+                                     if reference in json.dumps(m["blocks"])
+                                     and m.get("thread_ts") in (None, m["ts"])), None),
+                       what="the approval message")
+    return reference, message

@@ -1,21 +1,34 @@
-"""`dsr-desk run --http` as production runs it: gunicorn's worker processes, each building the
-app after the fork, answering Slack's signed requests, and stopping cleanly on SIGTERM."""
+"""`dsr-desk run --http` as production runs it: gunicorn's worker processes answering Slack's
+signed requests, one more process running the scheduled jobs and the vendor stand-ins of
+simulation mode, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlmodel import select
 
+from bot.http import JOBS_NICENESS
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
+from bot.wiring import build_sandbox
+from handlers.ids import Action, Block
 from services.sandbox import server
+from storage.db import make_engine, make_session_factory
+from storage.models import DsrRequest, RequestStatus
 from tests.conftest import child_env
-from tests.e2e.conftest import SECRET, wait_for
+from tests.e2e.conftest import APPROVALS, SECRET, Conversation, file_request, wait_for
+
+PEOPLE = 6  # the stand-ins' subjects (DSR_SANDBOX_PEOPLE)
 
 
 def free_port() -> int:
@@ -35,6 +48,14 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def niceness(pid: int) -> int | None:
+    """None once the process is gone (a reload replaces them all)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
+    except OSError:
+        return None
+
+
 def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz").status_code == 200
@@ -42,7 +63,22 @@ def healthy(url: str) -> bool:
         return False
 
 
-def test_run_http_answers_signed_requests_from_its_worker_processes(database_url, tmp_path) -> None:
+@dataclass
+class Running:
+    process: subprocess.Popen
+    conversation: Conversation
+    log: Path
+
+    def workers(self) -> tuple[set[int], set[int]]:
+        """The worker processes answering Slack, and the one running the jobs."""
+        nice = {pid: niceness(pid) for pid in children(self.process.pid)}
+        return ({pid for pid, n in nice.items() if n == 0},
+                {pid for pid, n in nice.items() if n == JOBS_NICENESS})
+
+
+@contextmanager
+def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
+    """`dsr-desk run --http --workers 2`; on leaving, SIGTERM, and checks that it stopped cleanly."""
     slack = SlackStandIn(bot_token="xoxb-http")
     slack_server = server.start(slack.wsgi)
     port = free_port()
@@ -50,30 +86,81 @@ def test_run_http_answers_signed_requests_from_its_worker_processes(database_url
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "DATABASE_URL": database_url,
         "DSR_DATA_DIR": str(tmp_path), "SLACK_BOT_TOKEN": "xoxb-http", "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": f"{slack_server.url}/api/", "DSR_REQUESTERS": "U_REQ",
-        "DSR_APPROVERS": "U_APP", "DSR_APPROVALS_CHANNEL": "C0APPROVALS"}
-    with (tmp_path / "app.log").open("w") as log:
+        "DSR_APPROVERS": "U_APP", "DSR_APPROVALS_CHANNEL": APPROVALS,
+        "DSR_POLL_SECONDS": "0.05", "DSR_SANDBOX_PEOPLE": str(PEOPLE)}
+    log = tmp_path / "app.log"
+    with log.open("w") as log_file:
         app = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run", "--http", "--host", "127.0.0.1", "--port",
              str(port), "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-            stderr=log, text=True)
+            stderr=log_file, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         assert app.stdout.readline().strip() == (
-            f"DSR Desk listening on http://127.0.0.1:{port}/slack/events (2 worker processes)")
+            f"DSR Desk listening on http://127.0.0.1:{port}/slack/events (2 worker processes, and one "
+            "for the scheduled jobs)")
         wait_for(lambda: healthy(url), what="the workers to boot")
-        assert len(children(app.pid)) == 2
-
-        driver = SlackDriver(url, SECRET, slack, slack_server.url)
-        answers = [driver.command("U_REQ", "list") for _ in range(10)]
-        assert all(a.status_code == 200 and "Requests (0 shown)" in a.text for a in answers)
-        assert driver.send("command=%2Fdsr&text=list", signature="v0=forged").status_code == 401
-        refused = driver.command("U_STRANGER", "list")
-        assert refused.status_code == 200 and "not allowed to see requests" in refused.text
+        yield Running(app, Conversation(slack, SlackDriver(url, SECRET, slack, slack_server.url)), log)
     finally:
         workers = children(app.pid)
         app.send_signal(signal.SIGTERM)
         code = app.wait(timeout=60)
         slack_server.stop()
-    assert code == 0, (tmp_path / "app.log").read_text()
+    assert code == 0, log.read_text()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    assert "Traceback" not in (tmp_path / "app.log").read_text()
+
+
+def test_run_http_answers_signed_requests_from_its_worker_processes(database_url, tmp_path) -> None:
+    with run_http(database_url, tmp_path) as running:
+        http_workers, jobs = wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and w,
+                                      what="the worker processes")
+        assert len(jobs) == 1
+        driver = running.conversation.driver
+        answers = [driver.command("U_REQ", "list") for _ in range(10)]
+        assert all(a.status_code == 200 and "Requests (0 shown)" in a.text for a in answers)
+        assert driver.send("command=%2Fdsr&text=list", signature="v0=forged").status_code == 401
+        refused = driver.command("U_STRANGER", "list")
+        assert refused.status_code == 200 and "not allowed to see requests" in refused.text
+        # A reload (SIGHUP) replaces every process, the jobs one included, by one of each.
+        running.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and len(w[1]) == 1
+                 and not (w[0] | w[1]) & (http_workers | jobs), what="the reloaded processes")
+    assert "Traceback" not in running.log.read_text()
+
+
+def test_the_jobs_process_executes_approved_requests_and_is_replaced_if_it_dies(
+        database_url, tmp_path) -> None:
+    sessions = make_session_factory(make_engine(database_url))
+
+    def completed(reference: str) -> bool:
+        with sessions() as session:
+            request = session.exec(select(DsrRequest).where(DsrRequest.id == int(reference[4:])))
+            return request.one().status == RequestStatus.COMPLETED
+
+    # The stand-ins are built from a seed: these are the subjects the app's stand-ins hold.
+    users = build_sandbox("zendesk", seed=0, people=PEOPLE).state.users.values()
+    rectified, exported = sorted(u["email"] for u in users if u["role"] == "end-user")[:2]
+    with run_http(database_url, tmp_path) as running:
+        conversation = running.conversation
+        _, (jobs,) = wait_for(lambda: (w := running.workers()) and len(w[1]) == 1 and w,
+                              what="the jobs process")
+        # Searched by a worker answering Slack, in the stand-ins the jobs process serves.
+        reference, message = file_request(conversation, rectified, systems=("zendesk",), **{
+            Block.TYPE: "rectification", Block.NEW_VALUES: "email: corrected@example.org"})
+        conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
+        wait_for(lambda: completed(reference), timeout=60, what="the rectification")
+        # One stand-in for every process: a worker answering Slack finds the corrected address.
+        conversation.driver.command("U_REQ", "search corrected@example.org")
+        results = wait_for(lambda: [e for e in conversation.slack.ephemerals("U_REQ")
+                                    if "Results for" in e["text"]], what="the results")
+        lines = results[0]["blocks"][0]["text"]["text"].splitlines()
+        assert "*zendesk* (simulation): no match" not in lines
+        assert any(line.startswith("*zendesk* (simulation): ") for line in lines)
+
+        os.kill(jobs, signal.SIGKILL)  # gunicorn starts another in its place
+        wait_for(lambda: (w := running.workers()) and w[1] and w[1] != {jobs},
+                 what="a new jobs process")
+        reference, message = file_request(conversation, exported)
+        conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
+        wait_for(lambda: completed(reference), timeout=60, what="the access request")
+    assert "Perhaps out of memory?" in running.log.read_text()  # gunicorn saw the SIGKILL
