@@ -1,7 +1,8 @@
 """Benchmark: acknowledgement latency of the Slack app in HTTP mode.
 
 20 concurrent clients send signed `/dsr list` commands and Approve clicks to the real app
-(`dsr-desk run --http`: its own gunicorn processes with their schedulers, as in production),
+(`dsr-desk run --http` as in production: gunicorn's processes answering Slack, and one running
+the scheduled jobs),
 with 100,000 requests in the database; prints p50, p99 and max against Slack's 3 s limit (our
 target: p99 under 100 ms), and the app's CPU time per call. From the repository root:
 
@@ -10,7 +11,8 @@ target: p99 under 100 ms), and the app's CPU time per call. From the repository 
 
 The data: three years of requests in the shape `bench.scheduled_jobs` describes (about 2 %
 open, the closed ones recorded), then the requests the clicks approve, received in the last
-day. The app starts on it and the benchmark waits until its scheduled jobs have caught up (the
+day, each with its approval message in the Slack stand-in (the clicks' approvals update them).
+The app starts on it and the benchmark waits until its scheduled jobs have caught up (the
 first reminder sweep, say) before it measures the steady state.
 
 What is measured: from the moment a client starts sending a request (connecting if it has no
@@ -20,7 +22,8 @@ is answered, so 20 requests are always in flight. The first `--warmup` calls of 
 the app's caches and pools and are reported apart (their max). Every answer is checked (HTTP
 200, and for `/dsr list` the list itself in the acknowledgement); after the clicks the
 benchmark waits until every approval is in the database, so work the app defers past the ack
-is done, not dropped, and reports the CPU it took.
+is done, not dropped, and reports the CPU it took; a listener failing after the ack fails the
+benchmark.
 
 The machine is shared by the app, the load generator and the Slack Web API stand-in, so the
 load generator is kept out of the app's way, as Slack's servers are in production:
@@ -298,6 +301,9 @@ def main() -> None:
             print(f"every approval recorded {drained:.1f} s after the last click was acknowledged; "
                   f"the app's CPU from the first measured click to then: "
                   f"{1000 * cpu / args.calls:.1f} ms a click")
+            failed = [line for line in app_log.read_text().splitlines() if " failed with " in line]
+            if failed:  # a listener's work after the ack (bot.handlers.deps.replies_errors)
+                sys.exit(f"{len(failed)} listeners failed after the ack, e.g. {failed[0]}")
         finally:
             engine.dispose()
             app.terminate()

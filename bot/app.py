@@ -38,7 +38,7 @@ log = logging.getLogger("dsr_desk")
 # Lazy listeners run at most this many at once, fewer than a process's database connections
 # (SQLAlchemy's pool: 5, plus 10 overflow): a burst of clicks waits here, in memory, not on the
 # pool's 30 s checkout timeout.
-LISTENER_THREADS = 12
+LISTENER_THREADS = 8
 SETUP_HINT = "See the README, section 'Creating the Slack app'."
 
 
@@ -149,7 +149,10 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
-               intervals: dict[str, float] | None = None, **registry_overrides: object) -> Runtime:
+               intervals: dict[str, float] | None = None, verify_requests: bool = True,
+               **registry_overrides: object) -> Runtime:
+    """The app; `verify_requests=False` only for requests that a process of ours has verified
+    (bot.handoff)."""
     core = build_core(settings, clock=clock, **registry_overrides)
     app = App(
         client=core.client,
@@ -161,6 +164,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                                              thread_name_prefix="dsr-listener"),
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
+        request_verification_enabled=verify_requests,
     )
     scheduler = Scheduler(core.jobs, intervals=intervals,
                           speed=getattr(core.jobs.clock, "speed", 1.0))

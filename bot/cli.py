@@ -79,7 +79,7 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="HTTP mode: processes answering Slack (one more runs the scheduled jobs)")
+                        help="HTTP mode: processes answering Slack (one more works in the background)")
     parser.add_argument("--threads", type=int, default=1,
                         help="HTTP mode: request threads in each worker (1 keeps acks fastest)")
     parser.add_argument("--demo-without-slack", action="store_true",

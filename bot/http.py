@@ -1,23 +1,23 @@
 """HTTP mode: Slack's requests at POST /slack/events (signature verified by bolt), GET /healthz.
 
 `wsgi_app(runtime)` is the WSGI app; `serve` runs it under gunicorn's pre-fork server for
-`dsr-desk run --http`: N worker processes answer Slack, one more runs the scheduled jobs
-(execution, status updates, reminders, digest, records, retention). Processes, not threads,
-keep acknowledgements fast: the threads of one process take turns on one interpreter lock, so an
-ack would wait behind the execution of approved requests; between processes the kernel shares
-the cores, and the jobs process yields to the acks (bench/slack_ack.py measures it). Each
+`dsr-desk run --http`: N worker processes answer Slack and do nothing else; one more, the
+background process, runs the work after each ack (`bot.handoff`), the scheduled jobs and, for
+simulated requests, the vendor stand-ins all of them use. Processes, not threads, keep
+acknowledgements fast: the threads of one process take turns on one interpreter lock, so an
+ack would wait behind a search or an approval; between processes the kernel shares the cores,
+and the background process yields to the acks (bench/slack_ack.py measures it). Each
 `dsr-desk run --http` is a replica as ARCHITECTURE.md describes: its work is claimed in the
 database, never divided by trusting that one process runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
+import shutil
 import socket
-import sys
-import threading
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -28,14 +28,14 @@ from gunicorn.workers.sync import SyncWorker
 from slack_bolt.adapter.flask import SlackRequestHandler
 from sqlalchemy import text
 
-from bot.app import Runtime, build_core, create_app
-from bot.scheduler import Scheduler
+from bot.app import Runtime, create_app
+from bot.handoff import Forwarder, serve_lazy
 from bot.settings import Settings
 
-HTTP, JOBS = "http", "jobs"
-# The jobs process runs at a lower priority: under load the kernel gives the cores to the acks
-# (Slack's 3 s) before the jobs, whose deadlines are seconds to days.
-JOBS_NICENESS = 10
+HTTP, BACKGROUND = "http", "background"
+# The background process runs at a lower priority: under load the kernel gives the cores to the
+# acks (Slack's 3 s) before the work after them, whose deadlines are seconds to days.
+BACKGROUND_NICENESS = 10
 
 
 def wsgi_app(runtime: Runtime) -> Flask:
@@ -58,29 +58,9 @@ def wsgi_app(runtime: Runtime) -> Flask:
     return web
 
 
-class WakePipe:
-    """From the HTTP workers to the jobs process: an approval or a retry runs the execute job at
-    once instead of at its next tick. Made before the fork, so every process holds both ends."""
-
-    def __init__(self) -> None:
-        self.read_end, self.write_end = os.pipe()
-        os.set_blocking(self.write_end, False)
-
-    def send(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: wakes are pending already
-            os.write(self.write_end, b"!")
-
-    def listen(self, wake: Callable[[], None]) -> None:
-        def relay() -> None:
-            while os.read(self.read_end, 512):
-                wake()
-
-        threading.Thread(target=relay, name="dsr-wake", daemon=True).start()
-
-
 def _worker_class(threads: int) -> type:
-    """gunicorn's sync worker (one thread) or gthread worker, either of which can instead run
-    the scheduled jobs: the arbiter gives one worker that role before it forks (`_assign_role`),
+    """gunicorn's sync worker (one thread) or gthread worker, either of which can instead be the
+    background process: the arbiter gives one worker that role before it forks (`_assign_role`),
     so gunicorn's own supervision restarts it like any worker."""
     base = ThreadWorker if threads > 1 else SyncWorker
 
@@ -104,8 +84,9 @@ def _worker_class(threads: int) -> type:
 
 
 class HttpServer(BaseApplication):
-    """gunicorn with the app (or the scheduler) built in each worker after the fork: threads and
-    connections do not survive a fork."""
+    """gunicorn with the app built in each worker after the fork: threads and connections do not
+    survive a fork. What the processes share is made here, before: the hand-off socket and the
+    stand-ins' sockets."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         # Simulation mode's vendor stand-ins: one of each for all the processes, served by the
@@ -118,7 +99,10 @@ class HttpServer(BaseApplication):
             f"sandbox_{system}_url": f"http://127.0.0.1:{listener.getsockname()[1]}"
             for system, listener in self.standins.items()})
         self.options = options
-        self.wake = WakePipe()
+        self.handoff_dir = tempfile.mkdtemp(prefix="dsr-desk-")  # only this user may enter
+        self.handoff = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.handoff.bind(f"{self.handoff_dir}/handoff.sock")
+        self.handoff.listen(64)
         self.role = HTTP
         self.generation_from = 0  # the oldest worker age of the current generation (see reload)
         self.stop_loaded: Callable[[], None] = lambda: None  # stops what `load` started
@@ -129,36 +113,39 @@ class HttpServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask | None:
-        if self.role == JOBS:
-            os.nice(JOBS_NICENESS)
-            core = build_core(self.settings)
+        if self.role == BACKGROUND:
+            os.nice(BACKGROUND_NICENESS)
+            runtime = create_app(self.settings, verify_requests=False)  # see bot.handoff
             for system, listener in self.standins.items():
-                core.registry.sandboxes.serve(system, listener)
-            scheduler = Scheduler(core.jobs)
-            scheduler.start()
-            self.wake.listen(scheduler.wake)
+                runtime.registry.sandboxes.serve(system, listener)
+            runtime.scheduler.start()
+            listeners = runtime.app.listener_runner.listener_executor
+            serve_lazy(self.handoff, runtime.app, listeners)
 
             def stop() -> None:
-                scheduler.stop()
-                core.registry.sandboxes.stop()
+                runtime.scheduler.stop()
+                listeners.shutdown(wait=True)  # the work after acks already received
+                runtime.close()
 
             self.stop_loaded = stop
             return None
-        # A thread asking for the interpreter lock waits up to this long for the running one to
-        # hand it over. Python's 5 ms is paid at each step of a request (read, dispatch, write)
-        # while lazy listeners compute; 1 ms keeps acks quick behind them (bench/slack_ack.py).
-        sys.setswitchinterval(0.001)
         runtime = create_app(self.settings)
-        runtime.deps.wake_worker = self.wake.send
-        self.stop_loaded = runtime.close
+        forwarder = Forwarder(self.handoff.getsockname(), runtime.app.logger)
+        runtime.app.listener_runner.lazy_listener_runner = forwarder
+
+        def stop() -> None:
+            forwarder.drain(timeout=10)
+            runtime.close()
+
+        self.stop_loaded = stop
         return wsgi_app(runtime)
 
 
 def _assign_role(arbiter: Any, worker: Any) -> None:
-    # In the arbiter, before the fork: the jobs role goes to a new worker whenever no worker of
-    # the current generation has it (at start, after its death, after a reload).
+    # In the arbiter, before the fork: the background role goes to a new worker whenever no
+    # worker of the current generation has it (at start, after its death, after a reload).
     current = (w for w in arbiter.WORKERS.values() if w.age >= arbiter.app.generation_from)
-    worker.role = HTTP if any(w.role == JOBS for w in current) else JOBS
+    worker.role = HTTP if any(w.role == BACKGROUND for w in current) else BACKGROUND
 
 
 def _take_role(_arbiter: Any, worker: Any) -> None:
@@ -171,15 +158,17 @@ def _new_generation(arbiter: Any) -> None:
 
 
 def _stop_worker(_arbiter: Any, worker: Any) -> None:
-    # Lazy listeners still running finish first: the interpreter joins their pool as it exits
-    # (within gunicorn's graceful timeout).
-    worker.app.stop_loaded()
+    worker.app.stop_loaded()  # within gunicorn's graceful timeout
+
+
+def _remove_handoff(arbiter: Any) -> None:
+    shutil.rmtree(arbiter.app.handoff_dir, ignore_errors=True)
 
 
 def _ready(arbiter: Any) -> None:
     for listener in arbiter.LISTENERS:
         print(f"DSR Desk listening on {listener}/slack/events ({arbiter.num_workers - 1} worker "
-              "processes, and one for the scheduled jobs)", flush=True)
+              "processes, and one in the background)", flush=True)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int,
@@ -194,5 +183,5 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         # A request waiting out SQLite's 30 s busy timeout must not get its worker killed.
         "timeout": 90, "graceful_timeout": 30,
         "pre_fork": _assign_role, "post_fork": _take_role, "on_reload": _new_generation,
-        "when_ready": _ready, "worker_exit": _stop_worker,
+        "when_ready": _ready, "worker_exit": _stop_worker, "on_exit": _remove_handoff,
     }).run()

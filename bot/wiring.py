@@ -39,20 +39,20 @@ class Sandboxes:
             return configured
         with self._lock:
             if system not in self._running:
-                sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
-                                        people=self.settings.sandbox_people)
-                self.instances[system] = sandbox
-                self._running[system] = server.start(sandbox.wsgi)
+                self._start(system)
             return self._running[system].url
 
     def serve(self, system: str, listener: socket.socket) -> None:
         """Serve `system`'s stand-in on a socket bound by another process (HTTP mode's arbiter),
         whose URL the settings name, so that every worker process shares this one."""
         with self._lock:
-            sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
-                                    people=self.settings.sandbox_people)
-            self.instances[system] = sandbox
-            self._running[system] = server.start(sandbox.wsgi, listener=listener)
+            self._start(system, listener)
+
+    def _start(self, system: str, listener: socket.socket | None = None) -> None:
+        sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
+                                people=self.settings.sandbox_people)
+        self.instances[system] = sandbox
+        self._running[system] = server.start(sandbox.wsgi, listener=listener)
 
     def stop(self) -> None:
         for running in self._running.values():

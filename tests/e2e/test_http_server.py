@@ -1,6 +1,6 @@
 """`dsr-desk run --http` as production runs it: gunicorn's worker processes answering Slack's
-signed requests, one more process running the scheduled jobs and the vendor stand-ins of
-simulation mode, and a clean stop on SIGTERM."""
+signed requests, one more in the background (the work after the acks, the scheduled jobs, the
+vendor stand-ins of simulation mode), and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import select
 
-from bot.http import JOBS_NICENESS
+from bot.http import BACKGROUND_NICENESS
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
 from bot.wiring import build_sandbox
@@ -70,10 +70,10 @@ class Running:
     log: Path
 
     def workers(self) -> tuple[set[int], set[int]]:
-        """The worker processes answering Slack, and the one running the jobs."""
+        """The worker processes answering Slack, and the background one."""
         nice = {pid: niceness(pid) for pid in children(self.process.pid)}
         return ({pid for pid, n in nice.items() if n == 0},
-                {pid for pid, n in nice.items() if n == JOBS_NICENESS})
+                {pid for pid, n in nice.items() if n == BACKGROUND_NICENESS})
 
 
 @contextmanager
@@ -98,7 +98,7 @@ def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
     try:
         assert app.stdout.readline().strip() == (
             f"DSR Desk listening on http://127.0.0.1:{port}/slack/events (2 worker processes, and one "
-            "for the scheduled jobs)")
+            "in the background)")
         wait_for(lambda: healthy(url), what="the workers to boot")
         yield Running(app, Conversation(slack, SlackDriver(url, SECRET, slack, slack_server.url)), log)
     finally:
@@ -112,23 +112,23 @@ def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
 
 def test_run_http_answers_signed_requests_from_its_worker_processes(database_url, tmp_path) -> None:
     with run_http(database_url, tmp_path) as running:
-        http_workers, jobs = wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and w,
+        http_workers, background = wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and w,
                                       what="the worker processes")
-        assert len(jobs) == 1
+        assert len(background) == 1
         driver = running.conversation.driver
         answers = [driver.command("U_REQ", "list") for _ in range(10)]
         assert all(a.status_code == 200 and "Requests (0 shown)" in a.text for a in answers)
         assert driver.send("command=%2Fdsr&text=list", signature="v0=forged").status_code == 401
         refused = driver.command("U_STRANGER", "list")
         assert refused.status_code == 200 and "not allowed to see requests" in refused.text
-        # A reload (SIGHUP) replaces every process, the jobs one included, by one of each.
+        # A reload (SIGHUP) replaces every process, the background one included, by one of each.
         running.process.send_signal(signal.SIGHUP)
         wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and len(w[1]) == 1
-                 and not (w[0] | w[1]) & (http_workers | jobs), what="the reloaded processes")
+                 and not (w[0] | w[1]) & (http_workers | background), what="the reloaded processes")
     assert "Traceback" not in running.log.read_text()
 
 
-def test_the_jobs_process_executes_approved_requests_and_is_replaced_if_it_dies(
+def test_the_background_process_does_the_work_after_acks_and_is_replaced_if_it_dies(
         database_url, tmp_path) -> None:
     sessions = make_session_factory(make_engine(database_url))
 
@@ -142,14 +142,14 @@ def test_the_jobs_process_executes_approved_requests_and_is_replaced_if_it_dies(
     rectified, exported = sorted(u["email"] for u in users if u["role"] == "end-user")[:2]
     with run_http(database_url, tmp_path) as running:
         conversation = running.conversation
-        _, (jobs,) = wait_for(lambda: (w := running.workers()) and len(w[1]) == 1 and w,
-                              what="the jobs process")
-        # Searched by a worker answering Slack, in the stand-ins the jobs process serves.
+        _, (background,) = wait_for(lambda: (w := running.workers()) and len(w[1]) == 1 and w,
+                              what="the background process")
+        # Searched and approved in the background process, in the stand-ins it serves.
         reference, message = file_request(conversation, rectified, systems=("zendesk",), **{
             Block.TYPE: "rectification", Block.NEW_VALUES: "email: corrected@example.org"})
         conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
         wait_for(lambda: completed(reference), timeout=60, what="the rectification")
-        # One stand-in for every process: a worker answering Slack finds the corrected address.
+        # The search after an ack sees what the execution changed.
         conversation.driver.command("U_REQ", "search corrected@example.org")
         results = wait_for(lambda: [e for e in conversation.slack.ephemerals("U_REQ")
                                     if "Results for" in e["text"]], what="the results")
@@ -157,9 +157,9 @@ def test_the_jobs_process_executes_approved_requests_and_is_replaced_if_it_dies(
         assert "*zendesk* (simulation): no match" not in lines
         assert any(line.startswith("*zendesk* (simulation): ") for line in lines)
 
-        os.kill(jobs, signal.SIGKILL)  # gunicorn starts another in its place
-        wait_for(lambda: (w := running.workers()) and w[1] and w[1] != {jobs},
-                 what="a new jobs process")
+        os.kill(background, signal.SIGKILL)  # gunicorn starts another in its place
+        wait_for(lambda: (w := running.workers()) and w[1] and w[1] != {background},
+                 what="a new background process")
         reference, message = file_request(conversation, exported)
         conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
         wait_for(lambda: completed(reference), timeout=60, what="the access request")
