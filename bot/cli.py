@@ -73,14 +73,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http", action="store_true",
                         help="serve Slack's HTTP mode instead of Socket Mode")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=_at_least_one, default=2,
                         help="HTTP mode: processes answering Slack (one more works in the background)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=_at_least_one, default=1,
                         help="HTTP mode: request threads in each worker (1 keeps acks fastest)")
     parser.add_argument("--demo-without-slack", action="store_true",
                         help="play the offline demo when no Slack token is configured")

@@ -100,6 +100,9 @@ def test_run_says_what_stops_it_before_starting(tmp_path) -> None:
         refused = dsr_desk("run", "--http", cwd=tmp_path, env=env | {"SLACK_API_URL": f"{slack.url}/api/"})
     assert refused.returncode == 2
     assert "Slack refused the bot token (invalid_auth): copy the Bot User OAuth Token" in refused.stderr
+    no_worker = dsr_desk("run", "--http", "--workers", "0", cwd=tmp_path, env=env)
+    assert no_worker.returncode == 2  # argparse's usage error: nothing would answer Slack
+    assert "--workers: expected a whole number of at least 1, not '0'" in no_worker.stderr
 
 
 def test_sandbox_serve_answers_on_localhost(tmp_path) -> None:
