@@ -89,9 +89,9 @@ class HttpServer(BaseApplication):
     stand-ins' sockets."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        # Simulation mode's vendor stand-ins: one of each for all the processes, served by the
-        # jobs process on sockets bound here, before the fork, so that a search in one worker
-        # and the execution in another see the same stand-in (unless settings name running ones).
+        # Simulation mode's vendor stand-ins (unless settings name running ones): one of each
+        # for all the processes, served by the background process on sockets bound here, before
+        # the fork, so that every process names the same ones and a restart keeps the address.
         self.standins = {system: socket.create_server(("127.0.0.1", 0)) for system, url in (
             ("genesys", settings.sandbox_genesys_url),
             ("zendesk", settings.sandbox_zendesk_url)) if not url}
