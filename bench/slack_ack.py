@@ -1,10 +1,10 @@
 """Benchmark: acknowledgement latency of the Slack app in HTTP mode.
 
 20 concurrent clients send signed `/dsr list` commands and Approve clicks to the real app
-(`dsr-desk run --http` as in production: gunicorn's processes answering Slack, and one running
-the scheduled jobs),
-with 100,000 requests in the database; prints p50, p99 and max against Slack's 3 s limit (our
-target: p99 under 100 ms), and the app's CPU time per call. From the repository root:
+(`dsr-desk run --http` as in production: gunicorn's processes answering Slack, and the
+background one doing the work after the acks and the scheduled jobs), with 100,000 requests in
+the database; prints p50, p99 and max against Slack's 3 s limit (our target: p99 under 100 ms),
+and the app's CPU time per call. From the repository root:
 
     python -m bench.slack_ack [--requests 100000] [--calls 2000] [--clients 20] [--warmup 200]
                               [--database-url postgresql+psycopg://...]
@@ -302,7 +302,7 @@ def main() -> None:
                   f"the app's CPU from the first measured click to then: "
                   f"{1000 * cpu / args.calls:.1f} ms a click")
             failed = [line for line in app_log.read_text().splitlines() if " failed with " in line]
-            if failed:  # a listener's work after the ack (bot.handlers.deps.replies_errors)
+            if failed:  # a listener's work after the ack (handlers.deps.replies_errors)
                 sys.exit(f"{len(failed)} listeners failed after the ack, e.g. {failed[0]}")
         finally:
             engine.dispose()

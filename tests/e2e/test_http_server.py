@@ -69,11 +69,19 @@ class Running:
     conversation: Conversation
     log: Path
 
-    def workers(self) -> tuple[set[int], set[int]]:
-        """The worker processes answering Slack, and the background one."""
-        nice = {pid: niceness(pid) for pid in children(self.process.pid)}
-        return ({pid for pid, n in nice.items() if n == 0},
-                {pid for pid, n in nice.items() if n == BACKGROUND_NICENESS})
+    def settled(self, replacing: frozenset[int] = frozenset()) -> tuple[set[int], int]:
+        """Waits until 2 worker processes answer Slack and one runs in the background, none of
+        them among `replacing`; returns their pids."""
+
+        def roles() -> tuple[set[int], int] | None:
+            nice = {pid: niceness(pid) for pid in children(self.process.pid)}
+            http = {pid for pid, n in nice.items() if n == 0}
+            background = {pid for pid, n in nice.items() if n == BACKGROUND_NICENESS}
+            if len(http) == 2 and len(background) == 1 and not (http | background) & replacing:
+                return http, background.pop()
+            return None
+
+        return wait_for(roles, what="2 worker processes and a background one")
 
 
 @contextmanager
@@ -112,9 +120,7 @@ def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
 
 def test_run_http_answers_signed_requests_from_its_worker_processes(database_url, tmp_path) -> None:
     with run_http(database_url, tmp_path) as running:
-        http_workers, background = wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and w,
-                                      what="the worker processes")
-        assert len(background) == 1
+        http_workers, background = running.settled()
         driver = running.conversation.driver
         answers = [driver.command("U_REQ", "list") for _ in range(10)]
         assert all(a.status_code == 200 and "Requests (0 shown)" in a.text for a in answers)
@@ -123,8 +129,7 @@ def test_run_http_answers_signed_requests_from_its_worker_processes(database_url
         assert refused.status_code == 200 and "not allowed to see requests" in refused.text
         # A reload (SIGHUP) replaces every process, the background one included, by one of each.
         running.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: (w := running.workers()) and len(w[0]) == 2 and len(w[1]) == 1
-                 and not (w[0] | w[1]) & (http_workers | background), what="the reloaded processes")
+        running.settled(replacing=frozenset(http_workers | {background}))
     assert "Traceback" not in running.log.read_text()
 
 
@@ -142,8 +147,7 @@ def test_the_background_process_does_the_work_after_acks_and_is_replaced_if_it_d
     rectified, exported = sorted(u["email"] for u in users if u["role"] == "end-user")[:2]
     with run_http(database_url, tmp_path) as running:
         conversation = running.conversation
-        _, (background,) = wait_for(lambda: (w := running.workers()) and len(w[1]) == 1 and w,
-                              what="the background process")
+        _, background = running.settled()
         # Searched and approved in the background process, in the stand-ins it serves.
         reference, message = file_request(conversation, rectified, systems=("zendesk",), **{
             Block.TYPE: "rectification", Block.NEW_VALUES: "email: corrected@example.org"})
@@ -158,8 +162,7 @@ def test_the_background_process_does_the_work_after_acks_and_is_replaced_if_it_d
         assert any(line.startswith("*zendesk* (simulation): ") for line in lines)
 
         os.kill(background, signal.SIGKILL)  # gunicorn starts another in its place
-        wait_for(lambda: (w := running.workers()) and w[1] and w[1] != {background},
-                 what="a new background process")
+        running.settled(replacing=frozenset({background}))
         reference, message = file_request(conversation, exported)
         conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
         wait_for(lambda: completed(reference), timeout=60, what="the access request")
