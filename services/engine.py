@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from services import audit, notify
+from services import audit, notify, review
 from services.connectors.base import (
     Connector,
     Continue,
@@ -53,7 +53,9 @@ from storage.models import (
     IdentifierPurpose,
     RequestStatus,
     RequestSystem,
+    RequestType,
     StepAttempt,
+    StepPhase,
     StepStatus,
     SubjectIdentifier,
 )
@@ -77,7 +79,8 @@ class EngineConfig:
 DEFAULT_CONFIG = EngineConfig()
 
 
-def request_spec(session: Session, request: DsrRequest, system: str) -> RequestSpec:
+def request_spec(session: Session, request: DsrRequest, system: str, *,
+                 with_plan: bool = False) -> RequestSpec:
     rows = session.exec(
         select(SubjectIdentifier).where(SubjectIdentifier.request_id == request.id)
         .order_by(SubjectIdentifier.id)
@@ -98,48 +101,85 @@ def request_spec(session: Session, request: DsrRequest, system: str) -> RequestS
         confirmed=tuple(covered.confirmed_records or ()) if covered else (),
         new_values=of(IdentifierPurpose.NEW_VALUE),
         search_terms=[i.value for i in of(IdentifierPurpose.SEARCH_TERM)],
+        plan=review.approved_entries(session, request.id, system) if with_plan else (),
     )
+
+
+def _systems(session: Session, request: DsrRequest) -> list[RequestSystem]:
+    return list(session.exec(select(RequestSystem).where(RequestSystem.request_id == request.id)
+                             .order_by(RequestSystem.id)))
+
+
+def _add_steps(session: Session, request: DsrRequest, planned: list[tuple[str, Any]],
+               phase: StepPhase, at: datetime) -> list[ExecutionStep]:
+    last = session.exec(select(sa.func.max(ExecutionStep.position))
+                        .where(ExecutionStep.request_id == request.id)).one() or 0
+    steps = [ExecutionStep(request_id=request.id, position=last + n, system=system,
+                           action=step.action, params=step.params, phase=phase,
+                           status=StepStatus.PENDING, created_at=at)
+             for n, (system, step) in enumerate(planned, start=1)]
+    session.add_all(steps)
+    session.flush()
+    return steps
+
+
+def schedule_discovery(session: Session, request: DsrRequest, connectors: ConnectorProvider, *,
+                       at: datetime) -> list[ExecutionStep]:
+    """An erasure going into review: the read-only steps that find what it would touch (they
+    run while it is in review); a system without them gets one plan line per confirmed record."""
+    planned = []
+    for covered in _systems(session, request):
+        connector = connectors(covered.system, request.simulation)
+        discover = getattr(connector, "discover", None)
+        found = discover(request_spec(session, request, covered.system)) if discover else []
+        if found:
+            planned += [(covered.system, step) for step in found]
+        else:
+            review.store_confirmed(session, request, covered, at=at)
+    steps = _add_steps(session, request, planned, StepPhase.DISCOVERY, at)
+    audit.record(session, action="request.discovery_planned", actor=SYSTEM_ACTOR, at=at,
+                 request_id=request.id,
+                 details={"steps": [f"{s.position}:{s.system}.{s.action}" for s in steps]})
+    if not steps:
+        notify.enqueue(session, request.id, "review.ready", "The plan is ready for review.", at)
+    return steps
 
 
 def schedule(
     session: Session, request: DsrRequest, connectors: ConnectorProvider, *, at: datetime
 ) -> list[ExecutionStep]:
-    """Plan the request's steps (once; a second call returns the existing plan)."""
+    """Plan the request's steps (once; a second call returns the existing plan). An erasure's
+    steps carry out its approved plan; one whose plan leaves everything completes at once."""
     existing = session.exec(
-        select(ExecutionStep).where(ExecutionStep.request_id == request.id)
+        select(ExecutionStep).where(ExecutionStep.request_id == request.id,
+                                    ExecutionStep.phase == StepPhase.EXECUTION)
         .order_by(ExecutionStep.position)
     ).all()
     if existing:
         return list(existing)
-    systems = session.exec(
-        select(RequestSystem.system).where(RequestSystem.request_id == request.id)
-        .order_by(RequestSystem.id)
-    ).all()
-    steps: list[ExecutionStep] = []
-    for system in systems:
-        spec = request_spec(session, request, system)
-        for planned in connectors(system, request.simulation).plan(spec):
-            steps.append(
-                ExecutionStep(
-                    request_id=request.id,
-                    position=len(steps) + 1,
-                    system=system,
-                    action=planned.action,
-                    params=planned.params,
-                    status=StepStatus.PENDING,
-                    created_at=at,
-                )
-            )
-    session.add_all(steps)
-    session.flush()
+    planned = []
+    for covered in _systems(session, request):
+        spec = request_spec(session, request, covered.system,
+                            with_plan=request.type == RequestType.ERASURE)
+        planned += [(covered.system, step)
+                    for step in connectors(covered.system, request.simulation).plan(spec)]
+    steps = _add_steps(session, request, planned, StepPhase.EXECUTION, at)
     audit.record(
         session,
         action="request.planned",
         actor=SYSTEM_ACTOR,
         at=at,
         request_id=request.id,
-        details={"steps": [f"{s.position}:{s.system}.{s.action}" for s in steps]},
+        details={"steps": [f"{s.position}:{s.system}.{s.action}" for s in steps],
+                 **({"plan_sha256": request.plan_sha256} if request.plan_sha256 else {})},
     )
+    if not steps:
+        for status in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
+            transition(session, request, status, actor=SYSTEM_ACTOR, at=at,
+                       reason="the approved plan leaves everything as it is")
+            request.status = status
+        notify.enqueue(session, request.id, "request.completed",
+                       "Nothing to do: the approved plan leaves everything as it is.", at)
     return steps
 
 
@@ -150,8 +190,14 @@ def retry(session: Session, request: DsrRequest, *, actor: str, at: datetime) ->
             ExecutionStep.request_id == request.id, ExecutionStep.status == StepStatus.FAILED
         )
     ).all()
-    transition(session, request, RequestStatus.IN_PROGRESS, actor=actor, at=at,
-               details={"retried_steps": [s.id for s in failed]})
+    if request.status == RequestStatus.IN_REVIEW:  # a discovery that failed: find again
+        if not failed:
+            raise TransitionNotAllowed(f"{request.reference} is in review and nothing failed.")
+        audit.record(session, action="request.discovery_retried", actor=actor, at=at,
+                     request_id=request.id, details={"retried_steps": [s.id for s in failed]})
+    else:
+        transition(session, request, RequestStatus.IN_PROGRESS, actor=actor, at=at,
+                   details={"retried_steps": [s.id for s in failed]})
     for step in failed:
         step.status, step.error, step.next_run_at = StepStatus.PENDING, None, None
         step.transient_failures, step.finished_at = 0, None
@@ -232,8 +278,11 @@ class Worker:
             query = (
                 select(step.id)
                 .join(DsrRequest, DsrRequest.id == step.request_id)
-                .where(due, ~blocked,
-                       DsrRequest.status.in_([RequestStatus.APPROVED, RequestStatus.IN_PROGRESS]))
+                .where(due, ~blocked, sa.or_(
+                    DsrRequest.status.in_([RequestStatus.APPROVED, RequestStatus.IN_PROGRESS]),
+                    # read-only discovery runs while the plan is in review, nothing else does
+                    sa.and_(DsrRequest.status == RequestStatus.IN_REVIEW,
+                            step.phase == StepPhase.DISCOVERY)))
                 .order_by(step.next_run_at, step.id)
                 .limit(limit or self.config.claim_batch)
             )
@@ -339,6 +388,8 @@ class Worker:
             ).first()
             label = f"{step.system}.{step.action}"
 
+            if isinstance(outcome, (Continue, Done)) and outcome.verified:
+                review.mark_verified(session, request.id, step.system, outcome.verified, at=now)
             if isinstance(outcome, Continue):
                 step.checkpoint = outcome.checkpoint
                 step.transient_failures = 0
@@ -357,6 +408,9 @@ class Worker:
                                       "action": step.action, "result": outcome.summary,
                                       "simulation": request.simulation})
                 notify.enqueue(session, request.id, "step.done", f"{label} done.", now, step.id)
+                if step.phase == StepPhase.DISCOVERY:
+                    review.store_candidates(session, request, step.system, outcome.candidates,
+                                            at=now)
             elif isinstance(outcome, Waiting):
                 kind, note = "waiting", outcome.note
                 step.status, step.checkpoint = StepStatus.WAITING, outcome.checkpoint
@@ -395,6 +449,17 @@ class Worker:
 
     def _settle_request(self, session: Session, request: DsrRequest, now: datetime,
                         step: ExecutionStep, outcome: Outcome) -> None:
+        if request.status == RequestStatus.IN_REVIEW:  # a discovery step: the plan stays in review
+            if isinstance(outcome, Failed):
+                notify.enqueue(session, request.id, "review.failed",
+                               f"Finding the subject's data in {step.system} failed: "
+                               f"{outcome.reason}", now, step.id)
+            elif isinstance(outcome, Done):
+                done, total, _ = review.discovery_state(session, request.id)
+                if done == total:
+                    notify.enqueue(session, request.id, "review.ready",
+                                   "The plan is ready for review.", now)
+            return
         if isinstance(outcome, Failed):
             try:
                 transition(session, request, RequestStatus.NEEDS_ATTENTION, actor=SYSTEM_ACTOR,

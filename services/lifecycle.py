@@ -2,7 +2,10 @@
 
     received -> pending_approval -> approved -> in_progress -> completed
                                \\-> rejected            \\-> needs_attention -> in_progress (retry)
-    canceled: from received, pending_approval, approved and needs_attention.
+    An erasure is reviewed first: received -> in_review -> pending_approval; while it awaits
+    approval the requester may take its plan back to in_review (the approvals so far then no
+    longer count: they approved another plan).
+    canceled: from received, in_review, pending_approval, approved and needs_attention.
     A request that is executing (in_progress) cannot be canceled half-way: it either completes or
     stops in needs_attention, where the team decides.
 """
@@ -20,8 +23,9 @@ from storage.models import DsrRequest, RequestStatus
 
 S = RequestStatus
 ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
-    S.RECEIVED: frozenset({S.PENDING_APPROVAL, S.CANCELED}),
-    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.CANCELED}),
+    S.RECEIVED: frozenset({S.PENDING_APPROVAL, S.IN_REVIEW, S.CANCELED}),
+    S.IN_REVIEW: frozenset({S.PENDING_APPROVAL, S.CANCELED}),
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.IN_REVIEW, S.CANCELED}),
     S.APPROVED: frozenset({S.IN_PROGRESS, S.CANCELED}),
     S.IN_PROGRESS: frozenset({S.COMPLETED, S.NEEDS_ATTENTION}),
     S.NEEDS_ATTENTION: frozenset({S.IN_PROGRESS, S.CANCELED}),

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services import audit, deadlines, engine
+from services import audit, deadlines, engine, review
 from services.clock import Clock
 from services.connectors.base import SubjectMatch
 from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied
@@ -31,6 +31,7 @@ from storage.models import (
     DsrRequest,
     ExecutionStep,
     IdentifierPurpose,
+    PlanAction,
     RequestStatus,
     RequestSystem,
     RequestType,
@@ -123,10 +124,58 @@ class RequestService:
                 raise InvalidRequest("Confirm at least one record, or cancel the request.")
             for system, matches in confirmed.items():
                 confirm_records(session, request, system, matches, actor=actor, at=now)
+            if request.type == RequestType.ERASURE:
+                # Nothing is destroyed before a person has reviewed what would be: the request
+                # goes to review, where read-only steps find the subject's data first.
+                transition(session, request, RequestStatus.IN_REVIEW, actor=actor, at=now)
+                session.refresh(request)
+                engine.schedule_discovery(session, request, self.connectors, at=now)
+                return request
             for system in confirmed:  # refuse now what the vendor could not carry out later
                 self.connectors(system, request.simulation).plan(
                     engine.request_spec(session, request, system))
             transition(session, request, RequestStatus.PENDING_APPROVAL, actor=actor, at=now)
+            session.refresh(request)
+            return request
+
+    # Review of an erasure's plan
+
+    def plan_page(self, ref: str | int, *, viewer: str, offset: int = 0, limit: int = 20,
+                  group: str | None = None) -> tuple[DsrRequest, review.PlanPage]:
+        self.policy.require(self.policy.is_requester(viewer) or self.policy.is_approver(viewer),
+                            "see erasure plans")
+        with self.sessions() as session:
+            request = self._get(session, ref)
+            return request, review.page(session, request.id, offset=max(0, offset),
+                                        limit=limit, group=group)
+
+    def plan_summary(self, ref: str | int) -> tuple[DsrRequest, dict, tuple[int, int, list[str]]]:
+        """(request, (system, group, action) -> lines, discovery (done, all, errors))."""
+        with self.sessions() as session:
+            request = self._get(session, ref)
+            return (request, dict(review.summary(session, request.id)),
+                    review.discovery_state(session, request.id))
+
+    def set_plan_action(self, ref: str | int, item_id: int, action: str, *,
+                        actor: str) -> DsrRequest:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            review.set_action(session, request, item_id, _plan_action(action), actor=actor,
+                              at=self.clock.now())
+            session.flush()
+            session.refresh(request)
+            return request
+
+    def set_plan_group(self, ref: str | int, group: str, action: str, *, actor: str) -> int:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            return review.set_group(session, request, group, _plan_action(action), actor=actor,
+                                    at=self.clock.now())
+
+    def submit_plan(self, ref: str | int, *, actor: str) -> DsrRequest:
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            review.submit(session, request, actor=actor, at=self.clock.now())
             session.refresh(request)
             return request
 
@@ -140,7 +189,9 @@ class RequestService:
         with transaction(self.sessions) as session:
             request = self._get(session, ref, lock=True)
             required = self.policy.required_approvals(RequestType(request.type))
-            approvals = self._approvals(session, request)
+            all_decisions = self._approvals(session, request)
+            # An approval counts for the plan it saw: after a change, approvers decide again.
+            approvals = [a for a in all_decisions if a.plan_sha256 == request.plan_sha256]
             if request.status != RequestStatus.PENDING_APPROVAL:
                 who = ""
                 if approvals:
@@ -156,11 +207,15 @@ class RequestService:
             if not approve and not (reason or "").strip():
                 raise InvalidRequest("A rejection needs a reason.")
             decision = ApprovalDecision.APPROVE if approve else ApprovalDecision.REJECT
-            session.add(Approval(request_id=request.id, approver_slack_id=approver,
-                                 decision=decision, reason=(reason or "").strip() or None,
-                                 decided_at=now))
+            earlier = next((a for a in all_decisions if a.approver_slack_id == approver), None)
+            row = earlier or Approval(request_id=request.id, approver_slack_id=approver,
+                                      decision=decision, decided_at=now)
+            row.decision, row.reason, row.decided_at = decision, (reason or "").strip() or None, now
+            row.plan_sha256 = request.plan_sha256
+            session.add(row)
             audit.record(session, action=f"request.{decision.value}d", actor=approver, at=now,
-                         request_id=request.id, details={"reason": reason})
+                         request_id=request.id,
+                         details={"reason": reason, "plan_sha256": request.plan_sha256})
             count = len(approvals) + approve
             decided = False
             if not approve:
@@ -332,6 +387,13 @@ class RequestService:
     def _approvals(session: Session, request: DsrRequest) -> list[Approval]:
         return list(session.exec(select(Approval).where(
             Approval.request_id == request.id).order_by(Approval.id)))
+
+
+def _plan_action(value: str) -> PlanAction:
+    try:
+        return PlanAction(value)
+    except ValueError:
+        raise InvalidRequest(f"{value[:40]!r} is not an action of a plan.") from None
 
 
 def _start_of(day: date, zone: ZoneInfo) -> datetime:

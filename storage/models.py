@@ -25,6 +25,7 @@ class RequestType(StrEnum):
 
 class RequestStatus(StrEnum):
     RECEIVED = "received"  # intake done; matching records being confirmed
+    IN_REVIEW = "in_review"  # erasure: what would be destroyed is found, then reviewed as a plan
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     IN_PROGRESS = "in_progress"
@@ -67,6 +68,20 @@ class PeriodUnit(StrEnum):
 class ApprovalDecision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+class StepPhase(StrEnum):
+    DISCOVERY = "discovery"  # read-only: finds what an erasure would touch, before review
+    EXECUTION = "execution"  # runs only once the request (and its plan) is approved
+
+
+class PlanAction(StrEnum):
+    """What an approved erasure plan does to one record."""
+
+    DELETE = "delete"  # the whole record goes (a ticket: deleted, then permanently)
+    REDACT = "redact"  # the subject's strings and images are removed; the record stays
+    REDACT_CLOSE = "redact_close"  # redact, then solve and close it (its requester can then go)
+    LEAVE = "leave"  # untouched
 
 
 class StepStatus(StrEnum):
@@ -144,6 +159,8 @@ class DsrRequest(SQLModel, table=True):
     recorded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # compliance record made
     identifiers_reduced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     simulation: bool = True
+    # erasure: the SHA-256 of the reviewed plan sent for approval; approvals count for it only
+    plan_sha256: str | None = Field(default=None, max_length=64)
     requester_slack_id: str = Field(max_length=64, index=True)
     identity_verification: str = Field(default="", max_length=2000)
     notes: str = Field(default="", max_length=3000)
@@ -200,6 +217,7 @@ class Approval(SQLModel, table=True):
     decision: ApprovalDecision = Field(sa_type=enum_column(ApprovalDecision))
     reason: str | None = Field(default=None, max_length=2000)
     decided_at: datetime = Field(sa_type=UTCDateTime)
+    plan_sha256: str | None = Field(default=None, max_length=64)  # the plan this decision saw
 
 
 class ExecutionStep(SQLModel, table=True):
@@ -213,6 +231,7 @@ class ExecutionStep(SQLModel, table=True):
     position: int
     system: str = Field(max_length=32)
     action: str = Field(max_length=64)
+    phase: StepPhase = Field(default=StepPhase.EXECUTION, sa_type=enum_column(StepPhase))
     status: StepStatus = Field(sa_type=enum_column(StepStatus), index=True)
     params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     attempts: int = 0  # times a worker claimed it
@@ -226,6 +245,32 @@ class ExecutionStep(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PlanItem(SQLModel, table=True):
+    """One line of an erasure's plan: a record that holds the subject's data, how it was found,
+    and what will be done to it. The requester reviews each line, approvers approve the plan,
+    and execution does exactly the approved actions; each line then records what was verified."""
+
+    __tablename__ = "plan_item"
+    __table_args__ = (sa.UniqueConstraint("request_id", "system", "kind", "record_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id", index=True)
+    system: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # ticket, user, subject
+    record_id: str = Field(max_length=64)
+    group: str = Field(max_length=32)  # how the subject relates to it (see services.review)
+    vendor_status: str = Field(default="", max_length=32)  # e.g. closed, archived, when found
+    found: list[Any] = Field(default_factory=list, sa_type=sa.JSON)  # masked: how it matched
+    proposed: PlanAction = Field(sa_type=enum_column(PlanAction))
+    action: PlanAction = Field(sa_type=enum_column(PlanAction))
+    allowed: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
+    warning: str = Field(default="", max_length=300)
+    changed_by: str | None = Field(default=None, max_length=64)
+    changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    verified: str | None = Field(default=None, max_length=300)  # what the read-back showed
 
 
 class StepAttempt(SQLModel, table=True):

@@ -15,6 +15,7 @@ SECTION_LIMIT = 3000
 LIST_SECTION_LINES = 15  # one-line summaries per section: 15 stay under SECTION_LIMIT
 STATUS_LABELS = {
     RequestStatus.RECEIVED: ":mag: matching records",
+    RequestStatus.IN_REVIEW: ":mag_right: plan in review",
     RequestStatus.PENDING_APPROVAL: ":hourglass: awaiting approval",
     RequestStatus.APPROVED: ":white_check_mark: approved",
     RequestStatus.IN_PROGRESS: ":gear: in progress",

@@ -204,7 +204,7 @@ HELP = """*DSR Desk*: data subject requests from Slack.
 • `/dsr ack DSR-000042`: record that the subject was told we received the request (CCPA)
 • `/dsr report DSR-000042`: the compliance record of a finished request (PDF and JSON, by DM)
 • `/dsr help`: this text
-Statuses: received, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
+Statuses: received, in_review, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
 Types: access, erasure, rectification, objection."""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from services.subjects import Identifier
-from storage.models import IdentifierKind, RequestType
+from storage.models import IdentifierKind, PlanAction, RequestType
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,39 @@ class SubjectMatch:
 
 
 @dataclass(frozen=True)
+class PlanEntry:
+    """One approved line of an erasure plan: do `action` to the record."""
+
+    kind: str  # ticket, user, subject
+    record_id: str
+    action: PlanAction
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A record an erasure would touch, found by a read-only discovery step. A person reviews
+    it: `found` says how it matched (masked), `proposed` is the default, `allowed` the choices."""
+
+    kind: str
+    record_id: str
+    group: str  # how the subject relates to it; the review applies bulk choices per group
+    vendor_status: str
+    found: tuple[str, ...]
+    proposed: PlanAction
+    allowed: tuple[PlanAction, ...]
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What reading the vendor back showed after an action on one plan line."""
+
+    kind: str
+    record_id: str
+    note: str
+
+
+@dataclass(frozen=True)
 class RequestSpec:
     """What a connector needs to know about a request."""
 
@@ -36,6 +69,7 @@ class RequestSpec:
     confirmed: Sequence[Mapping[str, Any]] = ()  # the SubjectMatch records confirmed (as dicts)
     new_values: Sequence[Identifier] = ()  # rectification
     search_terms: Sequence[str] = ()  # erasure: more strings to find the subject's data
+    plan: Sequence[PlanEntry] = ()  # erasure: the approved plan's lines for this system
 
     def values(self, kind: IdentifierKind) -> list[str]:
         return [i.value for i in self.identifiers if i.kind is kind]
@@ -75,6 +109,8 @@ class StepRun:
 @dataclass(frozen=True)
 class Done:
     summary: dict[str, Any]
+    candidates: tuple[Candidate, ...] = ()  # a discovery step's findings, for review
+    verified: tuple[Verified, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,7 @@ class Continue:
 
     checkpoint: dict[str, Any]
     note: str = ""
+    verified: tuple[Verified, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,8 +158,13 @@ class Connector(Protocol):
         ...
 
     def plan(self, spec: RequestSpec) -> list[PlannedStep]:
-        """The ordered steps that carry out the request in this system."""
+        """The ordered steps that carry out the request in this system (an erasure: its
+        approved plan, `spec.plan`, and nothing else)."""
         ...
+
+    # A connector that must find what an erasure would touch before anyone can review it also
+    # has `discover(spec) -> list[PlannedStep]`: read-only steps, run while the request is in
+    # review, whose Done carries the candidates. Without it, each confirmed record is one line.
 
     def run_step(self, run: StepRun) -> Outcome:
         """Run (or resume) one step."""

@@ -1,9 +1,16 @@
 """Zendesk Support: search, export, rectify, suspend, and erase in the order Zendesk documents.
 
-Erasure: find the tickets holding the subject's data (their own tickets, and a search for every
-identifier and extra term), redact the strings in open tickets, delete closed tickets and those
-whose data may be in attachments, delete those permanently, then soft-delete and permanently
-delete the user. A user who still requests unclosed tickets is not forced: the step waits.
+Erasure happens in two parts, as Zendesk's privacy guide asks ("review each conversation and
+confirm the data belongs to the user: it may be another person with the same name"):
+1. Discovery (read-only, `discover`): every ticket the subject requested, is cc'd or assigned
+   on, or that holds one of the subject's identifiers or extra terms, found with search export
+   (which reaches archived tickets), and for each one how it matched and a proposed action:
+   the subject's closed tickets deleted, their open ones redacted then closed, someone else's
+   ticket redacted and never deleted, a name-only match left unless a reviewer says otherwise.
+2. Execution (`plan` of the approved plan and nothing else): redactions (comment redaction,
+   inline images and the subject's files, subject line and fields), deletions in bulk jobs,
+   permanent deletions, then the user soft- and permanently deleted. Every action is read back
+   before it counts: a redaction answered 200 but not applied fails the step.
 
 Each step re-reads Zendesk before it writes, so running it again after a crash skips what is
 already done; Zendesk's "not found" for something we are deleting counts as done.
@@ -11,6 +18,7 @@ already done; Zendesk's "not found" for something we are deleting counts as done
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +27,7 @@ from typing import Any, ClassVar
 import httpx
 
 from services.connectors.base import (
+    Candidate,
     Continue,
     Done,
     Failed,
@@ -27,15 +36,18 @@ from services.connectors.base import (
     RequestSpec,
     StepRun,
     SubjectMatch,
+    Verified,
     Waiting,
 )
+from services.connectors.findings import Finder, describe, subject_terms
 from services.connectors.http import Limits, VendorHTTP
 from services.subjects import Identifier
-from storage.models import IdentifierKind, RequestType
+from storage.models import IdentifierKind, PlanAction, RequestType
 
 BULK = 100  # ids per bulk call, Zendesk's limit
 TICKET_LISTS = ("requested", "ccd", "assigned")
 TICKETS = "zendesk/tickets/"  # where exported tickets go in the archive
+REDACTION_MARK = "\u2587"  # what Zendesk shows in place of each redacted character
 
 
 ZENDESK_LIMITS = Limits(requests_per_minute=400)  # the plan's default; settings override it
@@ -121,13 +133,13 @@ class ZendeskConnector:
     # Planning
 
     def plan(self, spec: RequestSpec) -> list[PlannedStep]:
+        if spec.type is RequestType.ERASURE:
+            return self._erasure_plan(spec)
         users = [int(c["record_id"]) for c in spec.confirmed]
         steps = {
             RequestType.ACCESS: ["export_users", "export_tickets"],
             RequestType.RECTIFICATION: ["rectify_users"],
             RequestType.OBJECTION: ["suspend_users"],
-            RequestType.ERASURE: ["find_tickets", "redact_tickets", "delete_tickets",
-                                  "purge_tickets", "delete_users", "purge_users"],
         }[spec.type]
         return [PlannedStep(action, {"users": users}) for action in steps]
 
@@ -213,82 +225,246 @@ class ZendeskConnector:
             self.http.call("PUT", f"/users/{user_id}", json={"user": {"suspended": True}})
         return Done({"suspended_users": len(users)})
 
-    # Erasure
+    # Erasure: discovery (read-only), then exactly the approved plan, each action read back
 
-    def _terms(self, run: StepRun) -> list[str]:
-        """Every string that identifies the subject in ticket text."""
-        kinds = (IdentifierKind.NAME, IdentifierKind.EMAIL, IdentifierKind.PHONE,
-                 IdentifierKind.EXTERNAL_ID)
-        terms = [i.value for i in run.spec.identifiers if i.kind in kinds]
-        for confirmed in run.spec.confirmed:
-            details = confirmed.get("details") or {}
-            terms += [details[k] for k in ("name", "email", "phone") if details.get(k)]
-        terms += list(run.spec.search_terms)
-        return sorted({t.strip() for t in terms if t and len(t.strip()) >= 3}, key=str.lower)
+    def discover(self, spec: RequestSpec) -> list[PlannedStep]:
+        if spec.type is not RequestType.ERASURE:
+            return []
+        return [PlannedStep("find_tickets", {"users": [int(c["record_id"]) for c in spec.confirmed]})]
+
+    def _erasure_plan(self, spec: RequestSpec) -> list[PlannedStep]:
+        acts: dict[tuple[str, PlanAction], list[int]] = {}
+        for entry in spec.plan:
+            acts.setdefault((entry.kind, entry.action), []).append(int(entry.record_id))
+        redact = sorted([t, False] for t in acts.get(("ticket", PlanAction.REDACT), [])) + \
+            sorted([t, True] for t in acts.get(("ticket", PlanAction.REDACT_CLOSE), []))
+        delete = sorted(acts.get(("ticket", PlanAction.DELETE), []))
+        users = sorted(acts.get(("user", PlanAction.DELETE), []))
+        steps = []
+        if redact:
+            steps.append(PlannedStep("redact_tickets", {"tickets": redact, "users": users}))
+        if delete:
+            steps += [PlannedStep("delete_tickets", {"tickets": delete}),
+                      PlannedStep("purge_tickets", {"tickets": delete})]
+        if users:
+            steps += [PlannedStep("delete_users", {"users": users}),
+                      PlannedStep("purge_users", {"users": users})]
+        return steps
+
+    def _finder(self, run: StepRun) -> Finder:
+        return Finder(subject_terms(run.spec))
+
+    def _search_tickets(self, query: str) -> Iterator[dict[str, Any]]:
+        """Search export: the type goes in filter[type] only (Search API reference: "searches
+        with type in the query string will result in an error"); it also finds archived
+        tickets, which the user ticket lists leave out ("About ticket archiving")."""
+        for tickets, _ in self._pages("/search/export", "results",
+                                      {"query": query, "filter[type]": "ticket"}):
+            yield from tickets
+
+    def _comments(self, ticket_id: int) -> list[dict[str, Any]]:
+        """Every comment, with inline images listed among the attachments (List Comments:
+        they are left out unless include_inline_images=true)."""
+        return [c for page, _ in self._pages(f"/tickets/{ticket_id}/comments", "comments",
+                                             {"include_inline_images": "true"}) for c in page]
 
     def _step_find_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        status: dict[int, str] = {}
+        """Read-only: every ticket that names the subject or that the subject is on, and how."""
+        finder = self._finder(run)
+        tickets: dict[int, dict[str, Any]] = {}
+        relations: dict[int, set[str]] = {}
+        candidates: list[Candidate] = []
         for user_id in users:
-            for which in TICKET_LISTS:
-                for tickets, _ in self._pages(f"/users/{user_id}/tickets/{which}", "tickets"):
-                    status.update({t["id"]: t["status"] for t in tickets})
-        for term in self._terms(run):
-            query = f'type:ticket "{term}"'
-            for tickets, _ in self._pages("/search/export", "results",
-                                          {"query": query, "filter[type]": "ticket"}):
-                status.update({t["id"]: t["status"] for t in tickets})
-        closed = sorted(i for i, s in status.items() if s == "closed")
-        open_ = sorted(i for i, s in status.items() if s != "closed")
-        return Done({"tickets": len(status), "to_delete": closed, "to_redact": open_})
+            response = self.http.call("GET", f"/users/{user_id}", ok=(200, 404))
+            if response.status_code == 404:
+                continue  # gone already: nothing of it to delete
+            user = response.json()["user"]
+            state = "active" if user.get("active", True) else "deleted"
+            label = f"user #{user_id}: {finder.mask_all(user.get('name') or '')}"
+            candidates.append(Candidate("user", str(user_id), "subject", state, (label,),
+                                        PlanAction.DELETE, (PlanAction.DELETE, PlanAction.LEAVE)))
+            for relation in ("requester", "cc", "assignee"):
+                for ticket in self._search_tickets(f"{relation}:{user_id}"):
+                    tickets[ticket["id"]] = ticket
+                    relations.setdefault(ticket["id"], set()).add(relation)
+        for term in finder.terms:
+            for ticket in self._search_tickets(f'"{term.value.replace(chr(34), " ")}"'):
+                tickets.setdefault(ticket["id"], ticket)
+                relations.setdefault(ticket["id"], set())
+        for ticket_id in sorted(tickets):
+            candidates.append(self._ticket_candidate(tickets[ticket_id], relations[ticket_id],
+                                                     set(users), finder))
+        counts: dict[str, int] = {}
+        for candidate in candidates:
+            counts[candidate.group] = counts.get(candidate.group, 0) + 1
+        return Done({"tickets": len(tickets), "groups": counts}, candidates=tuple(candidates))
+
+    def _ticket_candidate(self, ticket: dict[str, Any], relation: set[str], users: set[int],
+                          finder: Finder) -> Candidate:
+        status = ticket.get("status") or ""
+        closed = status == "closed"
+        found = [("requested by the subject" if r == "requester" else f"subject is {r}")
+                 for r in sorted(relation)]
+        found += describe(finder.hits(ticket.get("subject")), "the subject line")
+        for field in ticket.get("custom_fields") or []:
+            if isinstance(field.get("value"), str):
+                found += describe(finder.hits(field["value"]), f"custom field {field.get('id')}")
+        fields_hit = len(found) > len(relation)
+        ticket_id = str(ticket["id"])
+        if "requester" in relation and closed:
+            # The subject's own closed (or archived) conversation: deleted whole, as Zendesk's
+            # guide says for closed tickets; no need to read its comments to decide.
+            return Candidate("ticket", ticket_id, "own_closed", status, tuple(found),
+                             PlanAction.DELETE, (PlanAction.DELETE, PlanAction.LEAVE))
+        comments = self._comments(ticket["id"])
+        files = 0
+        names_only = True
+        text_hits = 0
+        for number, comment in enumerate(comments, start=1):
+            hits = finder.hits(_comment_text(comment))
+            text_hits += len(hits)
+            names_only = names_only and all(h.term.kind is IdentifierKind.NAME for h in hits)
+            found += describe(hits, f"comment {number}")
+            if comment.get("author_id") in users:
+                files += len(comment.get("attachments") or [])
+                if comment.get("type") == "VoiceComment":
+                    found.append(f"voice comment {number} by the subject (a call recording)")
+                    files += 1
+        if files:
+            found.append(f"{files} file(s), inline image(s) or recording(s) from the subject")
+        if "requester" in relation:
+            proposed = PlanAction.DELETE if files else PlanAction.REDACT_CLOSE
+            return Candidate("ticket", ticket_id, "own_open", status, tuple(found), proposed,
+                             (PlanAction.REDACT_CLOSE, PlanAction.DELETE, PlanAction.LEAVE),
+                             "" if files else "solved and closed after redaction, so that Zendesk "
+                             "lets the subject's user be deleted")
+        # Someone else's ticket: redact what is the subject's, never delete another's ticket.
+        warning = ""
+        if closed and fields_hit:
+            warning = "closed: Zendesk does not let its subject line or fields be edited"
+        if not text_hits and not fields_hit and not files:
+            return Candidate("ticket", ticket_id, "others" if relation else "term_only", status,
+                             tuple(found or ["matched the search; no comment, subject line or "
+                                             "field holds a term"]),
+                             PlanAction.LEAVE, (PlanAction.REDACT, PlanAction.LEAVE), warning)
+        if not relation and names_only and not fields_hit:
+            return Candidate("ticket", ticket_id, "name_only", status, tuple(found),
+                             PlanAction.LEAVE, (PlanAction.REDACT, PlanAction.LEAVE),
+                             "matched a name only: it may be another person with the same name")
+        return Candidate("ticket", ticket_id, "others" if relation else "term_only", status,
+                         tuple(found), PlanAction.REDACT, (PlanAction.REDACT, PlanAction.LEAVE),
+                         warning)
 
     def _step_redact_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        """One ticket per run: redact every term in its comments, or mark it for deletion."""
-        targets = run.earlier_results.get("find_tickets", {}).get("to_redact", [])
-        index, redacted, to_delete = cp.get("index", 0), cp.get("redacted", 0), cp.get("to_delete", [])
+        """One ticket per run: redact, read back, and prove nothing of the subject is left."""
+        targets = run.params.get("tickets", [])
+        index, fallback = cp.get("index", 0), cp.get("fallback", False)
         if index >= len(targets):
-            return Done({"tickets": len(targets) - len(to_delete), "redactions": redacted,
-                         "to_delete": to_delete})
-        ticket_id = targets[index]
-        pattern = re.compile("|".join(re.escape(t) for t in self._terms(run)), re.IGNORECASE)
-        outcome = self._redact_ticket(ticket_id, pattern)
-        if outcome == "delete":
-            to_delete = [*to_delete, ticket_id]
-        else:
-            redacted += outcome
-        return Continue({"index": index + 1, "redacted": redacted, "to_delete": to_delete},
-                        note=f"{index + 1} of {len(targets)} tickets checked")
+            return Done({"tickets": len(targets), "verified": len(targets)})
+        ticket_id, close = targets[index]
+        result = self._redact_ticket(int(ticket_id), bool(close), self._finder(run), set(users),
+                                     fallback)
+        if isinstance(result, Failed):
+            return result
+        verified, fallback = result
+        return Continue({"index": index + 1, "fallback": fallback},
+                        note=f"{index + 1} of {len(targets)} tickets redacted and checked",
+                        verified=(verified,))
 
-    def _redact_ticket(self, ticket_id: int, pattern: re.Pattern[str]) -> int | str:
-        """Redactions made, or "delete" when the data may sit in attachments or it is closed."""
-        comments = []
-        for page, _ in self._pages(f"/tickets/{ticket_id}/comments", "comments"):
-            comments.extend(page)
-        if not comments:
-            return 0  # deleted meanwhile: nothing left to redact
-        mentions = [(c, sorted(set(pattern.findall(c.get("body") or "")))) for c in comments]
-        if any(c.get("attachments") for c, _ in mentions):
-            return "delete"
-        count = 0
-        for comment, found in mentions:
-            for text in found:
-                response = self.http.call("PUT", f"/tickets/{ticket_id}/comments/{comment['id']}/redact",
-                                      json={"text": text}, ok=(200, 404, 422))
-                if response.status_code == 422:
-                    return "delete"  # closed meanwhile: closed tickets cannot be redacted
-                count += response.status_code == 200
-        return count
+    def _redact_ticket(self, ticket_id: int, close: bool, finder: Finder, users: set[int],
+                       fallback: bool) -> tuple[Verified, bool] | Failed:
+        response = self.http.call("GET", f"/tickets/{ticket_id}", ok=(200, 404))
+        if response.status_code == 404:
+            return Verified("ticket", str(ticket_id), "gone already (404)"), fallback
+        ticket = response.json()["ticket"]
+        for comment in self._comments(ticket_id):
+            strings = finder.strings(_comment_text(comment))
+            files = [a for a in comment.get("attachments") or []
+                     if comment.get("author_id") in users and not _redacted_file(a)]
+            if strings or files:
+                fallback = self._redact_comment(ticket, comment, strings, files, fallback)
+                if isinstance(fallback, Failed):
+                    return fallback
+        changes: dict[str, Any] = {}
+        if ticket.get("status") != "closed":
+            if finder.strings(ticket.get("subject")):
+                changes["subject"] = _blot(ticket["subject"], finder)
+            fields = [{"id": f["id"], "value": _blot(f["value"], finder)}
+                      for f in ticket.get("custom_fields") or []
+                      if isinstance(f.get("value"), str) and finder.strings(f["value"])]
+            if fields:
+                changes["custom_fields"] = fields
+            if close:
+                changes["status"] = "closed"
+        if changes:
+            self.http.call("PUT", f"/tickets/{ticket_id}", json={"ticket": changes})
+        return self._verify_redacted(ticket_id, close, finder, users), fallback
+
+    def _redact_comment(self, ticket: dict[str, Any], comment: dict[str, Any], strings: list[str],
+                        files: list[dict[str, Any]], fallback: bool) -> bool | Failed:
+        """Zendesk's comment redaction (PUT /comment_redactions/{id}, works on closed and
+        archived tickets) first; without it (no agent workspace: 403/404) the older calls,
+        which cannot touch a closed ticket. Returns whether the fallback is in use."""
+        ticket_id, comment_id = ticket["id"], comment["id"]
+        if not fallback:
+            tagged = _tag_redactions(comment.get("html_body") or "", strings)
+            body: dict[str, Any] = {"ticket_id": ticket_id, "html_body": tagged}
+            inline = [a["content_url"] for a in files if a.get("inline")]
+            if inline:
+                body["external_attachment_urls"] = inline
+            response = self.http.call("PUT", f"/comment_redactions/{comment_id}", json=body,
+                                      ok=(200, 403, 404))
+            if response.status_code == 200:
+                files = [a for a in files if not a.get("inline")]
+            else:
+                fallback = True
+        if fallback:
+            if ticket.get("status") == "closed":
+                return Failed(f"{self.label} ticket #{ticket_id} is closed and this account has no "
+                              "comment redaction (agent workspace): the old endpoint cannot redact "
+                              "closed tickets. Turn on the agent workspace, or review the plan again "
+                              "and delete or leave this ticket.")
+            for text in strings:
+                self.http.call("PUT", f"/tickets/{ticket_id}/comments/{comment_id}/redact",
+                               json={"text": text}, ok=(200, 404))
+        for attachment in files:
+            self.http.call("PUT", f"/tickets/{ticket_id}/comments/{comment_id}/attachments/"
+                           f"{attachment['id']}/redact", ok=(200, 404))
+        return fallback
+
+    def _verify_redacted(self, ticket_id: int, close: bool, finder: Finder,
+                         users: set[int]) -> Verified | Failed:
+        """Read the ticket back: no term in any comment, the subject's files redacted, and the
+        subject line, fields and status as intended."""
+        response = self.http.call("GET", f"/tickets/{ticket_id}", ok=(200, 404))
+        if response.status_code == 404:
+            return Verified("ticket", str(ticket_id), "gone (404) when read back")
+        ticket = response.json()["ticket"]
+        left = []
+        for number, comment in enumerate(self._comments(ticket_id), start=1):
+            text = " ".join(comment.get(k) or "" for k in ("body", "html_body", "plain_body"))
+            left += [f"{h.term.kind.value} in comment {number}" for h in finder.hits(text)]
+            if comment.get("author_id") in users:
+                left += [f"a file in comment {number}" for a in comment.get("attachments") or []
+                         if not _redacted_file(a)]
+        if ticket.get("status") != "closed" or close:
+            left += [f"{h.term.kind.value} in the subject line" for h in finder.hits(ticket.get("subject"))]
+        if close and ticket.get("status") != "closed":
+            left.append(f"status {ticket.get('status')}, not closed")
+        if left:
+            return Failed(f"{self.label} ticket #{ticket_id} still shows the subject's data after "
+                          f"redaction ({', '.join(sorted(set(left))[:5])}): the redaction was "
+                          "answered but not applied. Nothing is reported done; check the ticket, "
+                          "then retry.")
+        return Verified("ticket", str(ticket_id), "read back: no term left in comments or "
+                        "subject line" + (", closed" if close else ""))
 
     def _step_delete_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        if not cp:
-            found = run.earlier_results.get("find_tickets", {})
-            marked = run.earlier_results.get("redact_tickets", {}).get("to_delete", [])
-            cp = {"pending": sorted({*found.get("to_delete", []), *marked}), "deleted": []}
+        cp = cp or {"pending": list(run.params.get("tickets", [])), "deleted": []}
         return self._bulk_delete(cp, "/tickets/destroy_many", present=self._existing_tickets)
 
     def _step_purge_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        if not cp:
-            cp = {"pending": run.earlier_results.get("delete_tickets", {}).get("deleted", []),
-                  "deleted": []}
+        cp = cp or {"pending": list(run.params.get("tickets", [])), "deleted": []}
         return self._bulk_delete(cp, "/deleted_tickets/destroy_many", present=None)
 
     def _existing_tickets(self, ids: list[int]) -> list[int]:
@@ -297,7 +473,10 @@ class ZendeskConnector:
 
     def _bulk_delete(self, cp: dict, path: str,
                      present: Callable[[list[int]], list[int]] | None) -> Outcome:
-        """Delete `cp["pending"]` in batches of 100, one job at a time, polling each job."""
+        """Delete `cp["pending"]` in batches of 100, one job at a time, polling each job. A
+        batch counts only once read back: soft deletions no longer shown by show_many,
+        permanent ones each reported a success by the job (Zendesk has no read of a purged
+        ticket)."""
         pending, deleted = list(cp["pending"]), list(cp["deleted"])
         if cp.get("job"):
             state, results = self._job_state(cp["job"])
@@ -309,52 +488,106 @@ class ZendeskConnector:
             if state != "completed" or failed:
                 return Failed(f"{self.label} job {cp['job']} ended {state}; "
                               f"{len(failed)} of {len(batch)} deletions failed")
+            if present is not None:
+                still_there = present(batch)
+                if still_there:
+                    return Failed(f"{self.label} job {cp['job']} reported success, but "
+                                  f"{len(still_there)} of {len(batch)} tickets are still there "
+                                  f"(#{still_there[0]}…) when read back")
+                note = "deleted: no longer shown (show_many) when read back"
+            else:
+                note = "permanently deleted: the job reported it"
             return Continue({"pending": pending, "deleted": deleted + batch},
-                            note=f"{len(deleted) + len(batch)} deleted")
+                            note=f"{len(deleted) + len(batch)} deleted",
+                            verified=tuple(Verified("ticket", str(i), note) for i in batch))
         if not pending:
             return Done({"deleted": deleted, "count": len(deleted)})
         batch, rest = pending[:BULK], pending[BULK:]
         if present is not None:
             still_there = set(present(batch))
-            deleted += [i for i in batch if i not in still_there]  # deleted by an earlier run
+            gone = [i for i in batch if i not in still_there]  # deleted by an earlier run
             batch = [i for i in batch if i in still_there]
             if not batch:
-                return Continue({"pending": rest, "deleted": deleted})
+                return Continue({"pending": rest, "deleted": deleted + gone},
+                                verified=tuple(Verified("ticket", str(i), "gone already when read")
+                                               for i in gone))
+            deleted += gone
         response = self.http.call("DELETE", path, params={"ids": ",".join(map(str, batch))},
-                              ok=(200, 404))
+                                  ok=(200, 404))
         if response.status_code == 404:  # none of them exists any more
-            return Continue({"pending": rest, "deleted": deleted + batch})
+            return Continue({"pending": rest, "deleted": deleted + batch},
+                            verified=tuple(Verified("ticket", str(i), "gone already (404)")
+                                           for i in batch))
         job = response.json()["job_status"]
         return Waiting({"pending": rest, "deleted": deleted, "job": job["id"], "batch": batch},
                        self.poll_seconds, f"{self.label} job {job['id']} deleting {len(batch)}")
 
     def _step_delete_users(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
+        verified = []
         for user_id in users:
             unclosed = [t["id"] for tickets, _ in
                         self._pages(f"/users/{user_id}/tickets/requested", "tickets")
                         for t in tickets if t["status"] != "closed"]
             if unclosed:
                 shown = ", ".join(f"#{i}" for i in unclosed[:10])
-                return Waiting(cp, self.unclosed_recheck_seconds,
-                               f"{self.label} user {user_id} still requests {len(unclosed)} "
-                               f"unclosed ticket(s) ({shown}); Zendesk does not delete a "
-                               "requester of unclosed tickets. Close them; this step checks again.")
+                return Failed(f"{self.label} user {user_id} still requests {len(unclosed)} "
+                              f"unclosed ticket(s) ({shown}) that the approved plan neither "
+                              "closes nor deletes (new since the review, or left); Zendesk does "
+                              "not delete such a user. Review the plan again to include them, or "
+                              "close them in Zendesk, then retry.")
             response = self.http.call("DELETE", f"/users/{user_id}", ok=(200, 404, 422))
-            if response.status_code == 404 and not self._exists(f"/deleted_users/{user_id}"):
-                return Failed(f"{self.label} user {user_id} no longer exists, active or deleted")
             if response.status_code == 422:
-                return Waiting(cp, self.unclosed_recheck_seconds,
-                               f"{self.label} refused to delete user {user_id} (422): it is "
-                               "still linked to unclosed tickets.")
-        return Done({"soft_deleted_users": users})
+                return Failed(f"{self.label} refused to delete user {user_id} (422): it is "
+                              "still linked to unclosed tickets.")
+            shown = self.http.call("GET", f"/users/{user_id}", ok=(200, 404))
+            if shown.status_code == 200 and shown.json()["user"].get("active", True):
+                return Failed(f"{self.label} user {user_id} is still active when read back after "
+                              "its deletion was answered: nothing is reported done; retry.")
+            if shown.status_code == 404 and not self._exists(f"/deleted_users/{user_id}"):
+                return Failed(f"{self.label} user {user_id} no longer exists, active or deleted")
+            verified.append(Verified("user", str(user_id), "soft-deleted: read back inactive"))
+        return Done({"soft_deleted_users": users}, verified=tuple(verified))
 
     def _step_purge_users(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
+        verified = []
         for user_id in users:
             response = self.http.call("DELETE", f"/deleted_users/{user_id}", ok=(200, 204, 404))
-            if response.status_code == 404 and self._exists(f"/users/{user_id}"):
+            if response.status_code == 404 and self._exists(f"/users/{user_id}") and \
+                    self.http.call("GET", f"/users/{user_id}").json()["user"].get("active", True):
                 return Failed(f"{self.label} user {user_id} is not soft-deleted; run delete first")
-        return Done({"purged_users": users})
+            if self._exists(f"/deleted_users/{user_id}") or self._exists(f"/users/{user_id}"):
+                return Failed(f"{self.label} user {user_id} is still shown after its permanent "
+                              "deletion was answered: nothing is reported done; retry.")
+            verified.append(Verified("user", str(user_id), "permanently deleted: neither /users "
+                                     "nor /deleted_users shows it"))
+        return Done({"purged_users": users}, verified=tuple(verified))
 
     def _exists(self, path: str) -> bool:
         return self.http.call("GET", path, ok=(200, 404)).status_code == 200
 
+
+def _comment_text(comment: dict[str, Any]) -> str:
+    """What a comment says, a voice comment's transcription included."""
+    data = comment.get("data") or {}
+    return " ".join(str(part) for part in (comment.get("plain_body") or comment.get("body"),
+                                           data.get("transcription_text")) if part)
+
+
+def _redacted_file(attachment: dict[str, Any]) -> bool:
+    return attachment.get("file_name") == "redacted.txt"
+
+
+def _blot(text: str, finder: Finder) -> str:
+    return finder.pattern.sub(lambda m: REDACTION_MARK * len(m.group()), text) if finder.pattern else text
+
+
+def _tag_redactions(html_body: str, strings: list[str]) -> str:
+    """The comment's html_body with each string wrapped in <redact> in its text (not inside
+    tags), as PUT /comment_redactions/{id} expects."""
+    if not strings:
+        return html_body
+    pattern = re.compile("|".join(re.escape(html.escape(s, quote=False)) for s in strings),
+                         re.IGNORECASE)
+    parts = re.split(r"(<[^>]*>)", html_body)
+    return "".join(part if part.startswith("<") else
+                   pattern.sub(lambda m: f"<redact>{m.group()}</redact>", part) for part in parts)

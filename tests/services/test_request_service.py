@@ -41,7 +41,10 @@ MATCH = SubjectMatch("zendesk", "1001", "Jane Doe", {"id": 1001})
 
 def pending(service, **overrides) -> str:
     request = service.create(new_request(**overrides))
-    service.confirm(request.reference, {"zendesk": [MATCH]}, actor=request.requester_slack_id)
+    confirmed = service.confirm(request.reference, {"zendesk": [MATCH]},
+                                actor=request.requester_slack_id)
+    if confirmed.status == RequestStatus.IN_REVIEW:  # an erasure: its plan is reviewed first
+        service.submit_plan(request.reference, actor=request.requester_slack_id)
     return request.reference
 
 
