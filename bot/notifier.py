@@ -14,13 +14,14 @@ from handlers.deps import Deps
 from handlers.modals import post_in_thread, refresh_request_message
 from handlers.views.common import as_dicts, section
 from handlers.views.request import retry_actions
+from handlers.views.review import review_button
 from services.notify import Event
 
 ICONS = {"request.started": ":gear:", "step.done": ":white_check_mark:",
          "step.waiting": ":hourglass_flowing_sand:", "request.completed": ":tada:",
          "request.needs_attention": ":warning:", "reminder.due": ":alarm_clock:",
          "reminder.ack": ":incoming_envelope:", "record.made": ":page_facing_up:",
-         "export.ready": ":package:"}
+         "export.ready": ":package:", "review.ready": ":mag_right:", "review.failed": ":warning:"}
 MAX_LINES = 20  # a batch longer than this is summarised: a thread message stays readable
 
 
@@ -47,6 +48,17 @@ class SlackNotifier:
             post_in_thread(self.client, request, text, blocks)
             self._tell_requester(request.requester_slack_id,
                                  f":warning: {first.reference} needs attention: {failed.text}", blocks)
+            return
+        if any(e.kind == "review.ready" for e in events) and request.status == "in_review":
+            blocks = as_dicts([section(text), review_button(request)])
+            post_in_thread(self.client, request, text, blocks)
+            self._tell_requester(request.requester_slack_id,
+                                 f":mag_right: {first.reference}: the erasure's plan is ready for "
+                                 "your review. Nothing is destroyed before it is approved.", blocks)
+            return
+        if any(e.kind == "review.failed" for e in events) and request.status == "in_review":
+            post_in_thread(self.client, request, text, as_dicts([section(text),
+                                                                 retry_actions(request)]))
             return
         post_in_thread(self.client, request, text)
         for event in events:

@@ -107,6 +107,23 @@ class SlackDriver:
                     })
         raise LookupError(f"no button {action_id!r} in that message")
 
+    def choose(self, user: str, view: dict[str, Any], block_id: str, action_id: str,
+               value: str, element_type: str = "static_select") -> httpx.Response:
+        """Pick `value` in a select (or click a button: element_type="button") of a modal the
+        stand-in holds, as Slack sends it: block_actions from a view container."""
+        action: dict[str, Any] = {"type": element_type, "action_id": action_id,
+                                  "block_id": block_id, "action_ts": f"{time.time():.6f}"}
+        if element_type == "button":
+            action["value"] = value
+        else:
+            action["selected_option"] = {"value": value, "text": {"type": "plain_text",
+                                                                  "text": value}}
+        return self._interaction({
+            "type": "block_actions", "team": {"id": self.team_id}, "user": {"id": user},
+            "container": {"type": "view", "view_id": view["id"]}, "view": view,
+            "actions": [action], "trigger_id": self.standin.new_trigger_id(user),
+            "api_app_id": "A0DSRDESK"})
+
     def event(self, event: dict[str, Any]) -> httpx.Response:
         body = json.dumps({"type": "event_callback", "team_id": self.team_id,
                            "api_app_id": "A0DSRDESK", "event": event,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App, BoltResponse
 
-from handlers import actions, commands, home, modals
+from handlers import actions, commands, home, modals, review
 from handlers.deps import Deps
 
 
@@ -21,3 +21,4 @@ def register_handlers(app: App, deps: Deps) -> None:
     modals.register(app, deps)
     actions.register(app, deps)
     home.register(app, deps)
+    review.register(app, deps)

@@ -9,6 +9,7 @@ class Callback(StrEnum):
     NEW_REQUEST = "dsr_new_request"
     REJECT_REASON = "dsr_reject_reason"
     CONFIRM_MATCHES = "dsr_confirm_matches"
+    REVIEW_PLAN = "dsr_review_plan"
 
 
 class Block(StrEnum):
@@ -41,3 +42,7 @@ class Action(StrEnum):
     SEND_RECORD = "send_record"
     NEW_REQUEST = "new_request"
     SHOW = "show_request"
+    REVIEW_PLAN = "review_plan"  # opens the plan's review (requester) or view (approvers)
+    PLAN_LINE = "plan_line"  # the action of one line
+    PLAN_GROUP = "plan_group"  # one action for every line of a group
+    PLAN_PAGE = "plan_page"  # Next / Previous

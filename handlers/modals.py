@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 
 from handlers.deps import Deps
 from handlers.ids import Action, Block, Callback
-from handlers.views.common import as_dicts
+from handlers.views.common import as_dicts, escape
 from handlers.views.request import (
     approval_message,
     done_modal,
@@ -20,10 +20,11 @@ from handlers.views.request import (
     matches_modal,
     searching_modal,
 )
+from handlers.views.review import summary_text
 from services.errors import DsrError, InvalidRequest
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
-from storage.models import DsrRequest, IdentifierKind, RequestType
+from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
 
 log = logging.getLogger("dsr_desk.handlers")
 NEW_VALUE_KINDS = {"name": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
@@ -165,7 +166,7 @@ def register(app: App, deps: Deps) -> None:
 def _announce_rejection(deps: Deps, client: WebClient, reference: str, user: str,
                         reason: str) -> None:
     request = refresh_request_message(deps, client, reference)
-    post_in_thread(client, request, f":no_entry: Rejected by <@{user}>: {reason}")
+    post_in_thread(client, request, f":no_entry: Rejected by <@{user}>: {escape(reason)}")
 
 
 def _show_matches(deps: Deps, client: WebClient, view_id: str, reference: str) -> None:
@@ -193,13 +194,16 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
         confirmed = {system: [m for m in matches if match_key(m) in picked]
                      for system, matches in found.items()}
         request = service.confirm(reference, confirmed, actor=user)
-        detail = service.detail(reference, viewer=user)
+        in_review = request.status == RequestStatus.IN_REVIEW
         posted = client.chat_postMessage(
-            channel=deps.approvals_channel, text=f"{reference} awaits approval",
-            blocks=as_dicts(approval_message(detail, deps.required_approvals(request.type),
-                                             service.today())))
+            channel=deps.approvals_channel,
+            text=f"{reference} " + ("is in review" if in_review else "awaits approval"),
+            blocks=request_message_blocks(deps, reference))
         service.set_thread(reference, channel=posted["channel"], ts=posted["ts"])
         client.views_update(view_id=view_id, view=done_modal(
+            f":mag_right: {reference} is in review: the bot is finding the subject's data. In its "
+            f"thread in <#{deps.approvals_channel}> you then review what the erasure would do, "
+            "line by line, before it goes to the approvers." if in_review else
             f":white_check_mark: {reference} is waiting for approval in <#{deps.approvals_channel}>."
         ).to_dict())
     except Exception as exc:  # noqa: BLE001 - shown in the modal, logged without personal data
@@ -209,17 +213,26 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
             f":warning: {reference} was not sent for approval: {message[:500]}").to_dict())
 
 
-def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> DsrRequest:
-    """Re-render the request's message in the approvals channel (status, approvals, buttons);
-    returns the request as it is now."""
+def request_message_blocks(deps: Deps, reference: str) -> list[dict]:
+    """The request's message in the approvals channel, with an erasure's plan summary."""
     detail = deps.service.detail(reference, viewer=None)
     request = detail.request
+    plan = None
+    if request.type == RequestType.ERASURE:
+        _, summary, discovery = deps.service.plan_summary(reference)
+        plan = summary_text(summary, discovery)
+    return as_dicts(approval_message(detail, deps.required_approvals(request.type),
+                                     deps.service.today(), plan=plan))
+
+
+def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> DsrRequest:
+    """Re-render the request's message in the approvals channel (status, approvals, buttons,
+    plan); returns the request as it is now."""
+    request = deps.service.get(reference)
     if request.channel_id and request.thread_ts:
         client.chat_update(channel=request.channel_id, ts=request.thread_ts,
                            text=f"{reference}: {request.status}",
-                           blocks=as_dicts(approval_message(
-                               detail, deps.required_approvals(request.type),
-                               deps.service.today())))
+                           blocks=request_message_blocks(deps, reference))
     return request
 
 

@@ -192,6 +192,9 @@ class RequestService:
             all_decisions = self._approvals(session, request)
             # An approval counts for the plan it saw: after a change, approvers decide again.
             approvals = [a for a in all_decisions if a.plan_sha256 == request.plan_sha256]
+            if request.status == RequestStatus.IN_REVIEW:
+                raise InvalidRequest(f"{request.reference}'s plan is in review: it comes to the "
+                                     "approvers once its requester sends it.")
             if request.status != RequestStatus.PENDING_APPROVAL:
                 who = ""
                 if approvals:

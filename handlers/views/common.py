@@ -28,6 +28,12 @@ TYPE_LABELS = {"access": "Access / export", "erasure": "Erasure", "rectification
                "objection": "Objection / restriction"}
 
 
+def escape(text: str) -> str:
+    """Text from outside (a ticket's words) as mrkdwn shows it literally: Slack's three control
+    characters escaped, so no <!channel>, mention or link can be formed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def clip(text: str, limit: int = SECTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -26,6 +26,7 @@ from handlers.views.common import (
     clip,
     context,
     deadline,
+    escape,
     line_sections,
     masked_identifiers,
     one_line,
@@ -33,6 +34,7 @@ from handlers.views.common import (
     simulated,
 )
 from handlers.views.intake import SYSTEM_LABELS
+from handlers.views.review import review_button
 from services.connectors.base import SubjectMatch
 from services.requests import Decision, RequestDetail
 from storage.models import DsrRequest, RequestStatus, StepStatus
@@ -89,7 +91,7 @@ def done_modal(text: str) -> View:
 
 
 def approval_message(detail: RequestDetail, required: int, today: date,
-                     decision: Decision | None = None) -> list[Block]:
+                     decision: Decision | None = None, plan: str | None = None) -> list[Block]:
     """The request's message in the approvals channel (identifiers masked); its thread carries
     the progress."""
     request = detail.request
@@ -104,10 +106,19 @@ def approval_message(detail: RequestDetail, required: int, today: date,
                 f"*Systems:* {systems} ({records} confirmed record(s))"
                 + _progress(detail)),
     ]
-    approvals = [a for a in detail.approvals if a.decision == "approve"]
+    if plan is not None:  # an erasure: what its plan does, and the button to see every line
+        blocks.append(section(f"*Plan:*\n{plan}"))
+        if request.status == RequestStatus.IN_REVIEW or (request.plan_sha256 and request.status
+                                                         == RequestStatus.PENDING_APPROVAL):
+            blocks.append(review_button(request, label="Review the plan" if request.status
+                                        == RequestStatus.IN_REVIEW else "See every line"))
+    current = [a for a in detail.approvals if a.plan_sha256 == request.plan_sha256]
+    approvals = [a for a in current if a.decision == "approve"]
     lines = [f"{':white_check_mark:' if a.decision == 'approve' else ':no_entry:'} "
              f"{a.decision}d by <@{a.approver_slack_id}> at {a.decided_at:%Y-%m-%d %H:%M} UTC"
-             + (f": {a.reason}" if a.reason else "") for a in detail.approvals]
+             + (f": {escape(a.reason)}" if a.reason else "")
+             + ("" if a.plan_sha256 == request.plan_sha256 else " _(an earlier plan)_")
+             for a in detail.approvals]
     if lines:
         blocks.append(context("\n".join(lines)))
     if request.status == RequestStatus.PENDING_APPROVAL:
@@ -204,7 +215,8 @@ HELP = """*DSR Desk*: data subject requests from Slack.
 • `/dsr ack DSR-000042`: record that the subject was told we received the request (CCPA)
 • `/dsr report DSR-000042`: the compliance record of a finished request (PDF and JSON, by DM)
 • `/dsr help`: this text
-Statuses: received, in_review, pending_approval, approved, in_progress, needs_attention, completed, rejected, canceled.
+Statuses: received, in_review (an erasure's plan), pending_approval, approved, in_progress,
+needs_attention, completed, rejected, canceled.
 Types: access, erasure, rectification, objection."""
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from services.connectors.base import SubjectMatch
-from services.errors import AlreadyDecided, InvalidRequest, PermissionDenied, TransitionNotAllowed
+from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied, TransitionNotAllowed
 from services.policy import Policy
 from services.requests import RequestFilter, RequestService
 from storage.models import AuditEvent, ExecutionStep, RequestStatus, RequestType
@@ -166,3 +166,43 @@ def test_open_requests_by_deadline_window(service) -> None:
     assert [r.reference for r in service.open_requests(due_before=date(2026, 4, 3))] == [first]
     assert [r.reference for r in service.open_requests(due_from=date(2026, 4, 3))] == [second]
     assert service.open_requests(requester="U_OTHER") == []
+
+
+def test_an_erasure_plan_is_reviewed_and_an_approval_covers_only_the_plan_it_saw(
+        service, session_factory) -> None:
+    request = service.create(new_request(type=RequestType.ERASURE))
+    ref = request.reference
+    reviewing = service.confirm(ref, {"zendesk": [MATCH]}, actor="U_REQUESTER")
+    assert reviewing.status == RequestStatus.IN_REVIEW  # nothing goes to approvers unreviewed
+    with pytest.raises(InvalidRequest, match="plan is in review"):
+        service.decide(ref, approver="U_APPROVER1", approve=True)
+    _, page = service.plan_page(ref, viewer="U_APPROVER1")
+    line = page.items[0]
+    assert (line.kind, line.record_id, line.action) == ("subject", "1001", "delete")
+    with pytest.raises(PermissionDenied, match="Only the person who filed"):
+        service.set_plan_action(ref, line.id, "leave", actor="U_APPROVER1")
+    with pytest.raises(InvalidRequest, match="not offered"):
+        service.set_plan_action(ref, line.id, "redact", actor="U_REQUESTER")
+    with pytest.raises(InvalidRequest, match="not an action"):
+        service.set_plan_action(ref, line.id, "obliterate", actor="U_REQUESTER")
+    with pytest.raises(NotFound, match="out of date"):
+        service.set_plan_action(ref, line.id + 999, "leave", actor="U_REQUESTER")
+
+    service.submit_plan(ref, actor="U_REQUESTER")
+    first = service.decide(ref, approver="U_APPROVER1", approve=True)
+    assert (first.approvals, first.required) == (1, 2)
+    # The requester changes the plan while it awaits approval: back to review, and the first
+    # approval, given to another plan, no longer counts.
+    changed = service.set_plan_action(ref, line.id, "leave", actor="U_REQUESTER")
+    assert changed.status == RequestStatus.IN_REVIEW
+    service.submit_plan(ref, actor="U_REQUESTER")
+    second = service.decide(ref, approver="U_APPROVER2", approve=True)
+    assert (second.decided, second.approvals) == (False, 1)
+    third = service.decide(ref, approver="U_APPROVER1", approve=True)  # again, for this plan
+    assert third.decided and third.request.status == RequestStatus.APPROVED
+    with pytest.raises(InvalidRequest, match="approved as it is"):
+        service.set_plan_action(ref, line.id, "delete", actor="U_REQUESTER")
+    with session_factory() as session:
+        actions = [e.action for e in session.exec(select(AuditEvent).where(
+            AuditEvent.action.startswith("plan.")).order_by(AuditEvent.seq))]
+    assert actions == ["plan.found", "plan.submitted", "plan.changed", "plan.submitted"]

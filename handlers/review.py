@@ -1,0 +1,109 @@
+"""The review of an erasure's plan: open it, change a line or a whole group, page through it,
+send it for approval. Each change is saved (and audited) at once; the modal is re-rendered."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from handlers.deps import Deps, acknowledge, replies_errors
+from handlers.ids import Action, Callback
+from handlers.modals import post_in_thread, refresh_request_message
+from handlers.views.common import escape
+from handlers.views.request import done_modal
+from handlers.views.review import PAGE_SIZE, review_modal, summary_text
+from services.errors import DsrError
+
+
+def _modal(deps: Deps, reference: str, user: str, offset: int, problem: str | None = None) -> dict:
+    service = deps.service
+    request, plan = service.plan_page(reference, viewer=user, offset=offset, limit=PAGE_SIZE)
+    if offset and not plan.items and plan.total:  # the page emptied: show the last one
+        request, plan = service.plan_page(reference, viewer=user, limit=PAGE_SIZE,
+                                          offset=(plan.total - 1) // PAGE_SIZE * PAGE_SIZE)
+    _, summary, _ = service.plan_summary(reference)
+    editable = user == request.requester_slack_id
+    return review_modal(request, plan, editable=editable, summary=summary,
+                        problem=problem).to_dict()
+
+
+def _where(body: dict[str, Any]) -> tuple[str, int]:
+    reference, _, offset = body["view"]["private_metadata"].partition("|")
+    return reference, int(offset or 0)
+
+
+def _announce_plan(deps: Deps, client: WebClient, reference: str, user: str) -> None:
+    request = refresh_request_message(deps, client, reference)
+    _, summary, _ = deps.service.plan_summary(reference)
+    post_in_thread(client, request, f":clipboard: <@{user}> sent the reviewed plan for "
+                   f"approval:\n{escape(summary_text(summary))}")
+
+
+def register(app: App, deps: Deps) -> None:
+    service = deps.service
+
+    @replies_errors
+    def open_review(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                    respond: Respond) -> None:
+        user, reference = body["user"]["id"], action["value"]
+        _, summary, discovery = service.plan_summary(reference)
+        done, total, failed = discovery
+        if failed or done < total:
+            respond(text=f"{reference}: {summary_text(summary, discovery)}",
+                    response_type="ephemeral", replace_original=False)
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=_modal(deps, reference, user, 0))
+
+    def _rerender(body: dict[str, Any], client: WebClient, change) -> None:  # noqa: ANN001
+        """Apply `change`, then show the page again (with the refusal, if there was one)."""
+        user = body["user"]["id"]
+        reference, offset = _where(body)
+        problem = None
+        try:
+            change(reference, user, offset)
+        except DsrError as exc:
+            problem = str(exc)
+        client.views_update(view_id=body["view"]["id"],
+                            view=_modal(deps, reference, user, offset, problem))
+        if problem is None:
+            refresh_request_message(deps, client, reference)
+
+    def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        item_id = int(body["actions"][0]["block_id"].removeprefix("line:"))
+        chosen = action["selected_option"]["value"]
+        _rerender(body, client, lambda ref, user, _: service.set_plan_action(
+            ref, item_id, chosen, actor=user))
+
+    def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        group, _, chosen = action["selected_option"]["value"].partition("|")
+        _rerender(body, client, lambda ref, user, _: service.set_plan_group(
+            ref, group, chosen, actor=user))
+
+    def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        reference, _ = _where(body)
+        client.views_update(view_id=body["view"]["id"],
+                            view=_modal(deps, reference, user, max(0, int(action["value"]))))
+
+    @app.view(Callback.REVIEW_PLAN)
+    def submit_plan(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        reference, offset = _where(body)
+        try:
+            request = service.submit_plan(reference, actor=user)
+        except DsrError as exc:
+            ack(response_action="update", view=_modal(deps, reference, user, offset, str(exc)))
+            return
+        ack(response_action="update", view=done_modal(
+            f":white_check_mark: {reference}: the plan is sent for approval.").to_dict())
+        threading.Thread(target=_announce_plan, args=(deps, client, request.reference, user),
+                         daemon=True).start()
+
+    app.action(Action.REVIEW_PLAN)(ack=acknowledge, lazy=[open_review])
+    app.action(Action.PLAN_LINE)(ack=acknowledge, lazy=[change_line])
+    app.action(Action.PLAN_GROUP)(ack=acknowledge, lazy=[change_group])
+    app.action(re.compile(f"^{Action.PLAN_PAGE}:"))(ack=acknowledge, lazy=[turn_page])

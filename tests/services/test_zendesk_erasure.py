@@ -1,0 +1,128 @@
+"""Zendesk erasure through the engine, the review and the stand-in over a socket: only the
+approved plan happens, nothing of another person is deleted, nothing of the subject's is left,
+and nothing is reported done that the vendor's state does not show."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import select
+
+from services import review
+from storage.models import DsrRequest, ExecutionStep, PlanAction, PlanItem, RequestStatus, RequestType
+from tests.conftest import ManualClock
+from tests.workflow import file_request, registry, run_until_settled
+
+ADA = "ada.lovelace@example.org"
+ADA_PHONE = "+15557770001"
+BOB = "bob.babbage@example.net"
+
+
+@pytest.fixture
+def world(session_factory, tmp_path):
+    connectors = registry(tmp_path)
+    connectors.sandboxes.url("zendesk")
+    sandbox = connectors.sandboxes.instances["zendesk"]
+    return connectors, sandbox, ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+
+
+def people(sandbox) -> dict:
+    """The subject, a namesake, and Bob, with the tickets the issue lists."""
+    ada = sandbox.add_user("Ada Lovelace", email=ADA, phone=ADA_PHONE)
+    namesake = sandbox.add_user("Ada Lovelace", email="other.ada@example.com")
+    bob = sandbox.add_user("Bob Babbage", email=BOB)
+    t = {}
+    t["namesake"] = sandbox.add_ticket(namesake["id"], subject="Broken kettle",
+                                       description="Hello, Ada Lovelace here, my kettle broke.")
+    t["cc"] = sandbox.add_ticket(bob["id"], subject="Shared order", collaborator_ids=[ada["id"]],
+                                 description=f"Bob here. Ada is in copy. My mail is {BOB}.",
+                                 comments=[f"Ada: call me on {ADA_PHONE} please"])
+    t["image"] = sandbox.add_ticket(ada["id"], subject="Photo of the damage",
+                                    description=f"See the photo. Reach me at {ADA}.",
+                                    inline_image=True)
+    t["archived"] = sandbox.add_ticket(ada["id"], subject="Old order", status="closed",
+                                       description=f"My phone is {ADA_PHONE}", archived=True)
+    t["subject_line"] = sandbox.add_ticket(ada["id"], subject=f"Account of {ADA}",
+                                           description="Please look at my account.")
+    t["unclosed"] = sandbox.add_ticket(ada["id"], subject="Refund", status="pending",
+                                       description=f"Refund to {ADA} please")
+    return {"ada": ada, "namesake": namesake, "bob": bob, "tickets": t}
+
+
+def plan_of(session_factory, request_id) -> dict[tuple[str, str], PlanItem]:
+    with session_factory() as session:
+        return {(i.kind, i.record_id): i for i in session.exec(
+            select(PlanItem).where(PlanItem.request_id == request_id))}
+
+
+def test_review_then_exactly_the_approved_plan(world, session_factory) -> None:
+    connectors, sandbox, clock = world
+    cast = people(sandbox)
+    tickets = {name: str(t["id"]) for name, t in cast["tickets"].items()}
+
+    def reviewer(session, request) -> None:
+        items = {i.record_id: i for i in session.exec(select(PlanItem).where(
+            PlanItem.request_id == request.id, PlanItem.kind == "ticket"))}
+        # What discovery proposed, before anyone changed it:
+        assert items[tickets["namesake"]].action == PlanAction.LEAVE  # a name only
+        assert items[tickets["namesake"]].group == "name_only"
+        assert items[tickets["cc"]].action == PlanAction.REDACT  # someone else's: never delete
+        assert PlanAction.DELETE.value not in items[tickets["cc"]].allowed
+        assert items[tickets["archived"]].action == PlanAction.DELETE
+        assert items[tickets["image"]].action == PlanAction.DELETE  # an image of the subject's
+        assert items[tickets["subject_line"]].action == PlanAction.REDACT_CLOSE
+        assert items[tickets["unclosed"]].action == PlanAction.REDACT_CLOSE
+        shown = json.dumps([i.found for i in items.values()])
+        assert ADA not in shown and ADA_PHONE not in shown and BOB not in shown  # masked
+        assert "phone in comment 2" in shown
+        # The requester keeps the ticket with the image and has it redacted instead.
+        review.set_action(session, request, items[tickets["image"]].id, PlanAction.REDACT_CLOSE,
+                          actor="U_REQUESTER", at=clock.now())
+
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",), review=reviewer)
+    run_until_settled(session_factory, connectors, clock, [request_id])
+
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+    state = sandbox.state
+    # Nothing of another person was deleted.
+    assert int(tickets["namesake"]) in state.tickets and int(tickets["cc"]) in state.tickets
+    assert "Ada Lovelace here" in json.dumps(state.comments[int(tickets["namesake"])])
+    assert BOB in json.dumps(state.comments[int(tickets["cc"])])  # Bob's own words stay
+    assert cast["namesake"]["id"] not in state.deleted_user_ids | state.purged_user_ids
+    # Nothing of the subject's is left.
+    everything = json.dumps(sandbox.snapshot())
+    assert ADA not in everything and ADA_PHONE not in everything
+    assert int(tickets["archived"]) not in state.tickets  # deleted permanently
+    image = state.comments[int(tickets["image"])][0]
+    assert all(a.get("file_name") == "redacted.txt" for a in image["attachments"])
+    for name in ("image", "subject_line", "unclosed"):
+        assert state.tickets[int(tickets[name])]["status"] == "closed"
+    assert cast["ada"]["id"] in state.purged_user_ids
+    # Every line that was acted on says what reading it back showed.
+    plan = plan_of(session_factory, request_id)
+    acted = [i for i in plan.values() if i.action != PlanAction.LEAVE]
+    assert acted and all(i.verified and i.done_at for i in acted)
+    assert plan[("ticket", tickets["namesake"])].verified is None
+
+
+def test_a_redaction_answered_but_not_applied_is_never_reported_done(world, session_factory) -> None:
+    connectors, sandbox, clock = world
+    cast = people(sandbox)
+    sandbox.lose_writes("comment_redaction")
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",))
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        request = session.get(DsrRequest, request_id)
+        assert request.status == RequestStatus.NEEDS_ATTENTION
+        failed = session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "failed")).one()
+    assert failed.action == "redact_tickets"
+    assert "answered but not applied" in failed.error and ADA not in failed.error
+    redacted = plan_of(session_factory, request_id)[("ticket", str(cast["tickets"]["cc"]["id"]))]
+    assert redacted.verified is None  # the record can never claim it
+    assert cast["ada"]["id"] not in sandbox.state.purged_user_ids  # nothing after it ran
