@@ -183,6 +183,7 @@ def render_pdf(record: ComplianceRecord) -> bytes:
     _subject(pdf, record)
     _decisions(pdf, record)
     _steps(pdf, record)
+    _plan(pdf, record)
     _manifest(pdf, record)
     _trail(pdf, record)
     _anchor(pdf, record)
@@ -291,6 +292,24 @@ def _steps(pdf: _Document, record: ComplianceRecord) -> None:
             for s in record.steps]
     pdf.grid(("#", "System", "Action", "Status", "Started (UTC)", "Finished (UTC)", "Result"),
              (6, 26, 27, 13, 21, 21, 60), rows, size=7.2)
+
+
+def _plan(pdf: _Document, record: ComplianceRecord) -> None:
+    if not record.plan:
+        return
+    pdf.heading("4b. Erasure plan, as approved, and what the vendors showed afterwards")
+    pdf.paragraph(f"Plan SHA-256 {record.plan_sha256 or '—'}: the requester reviewed each line; "
+                  "the approvals above name the plan they approved. Only these actions ran; a "
+                  "line counts as done only when reading the vendor back showed it.", size=7.5)
+    rows = [(SYSTEM_LABELS.get(p.system, p.system), f"{p.kind} {p.record_id}",
+             "; ".join(p.how_found[:3]) or "—",
+             p.action + (f" (proposed {p.proposed}; changed by {p.changed_by})"
+                         if p.changed_by else ""),
+             "not acted on" if p.action == "leave" else
+             (f"{at(p.done_at)}: {p.verified}" if p.verified else "NOT verified"))
+            for p in record.plan]
+    pdf.grid(("System", "Record", "How it was found (masked)", "Action", "Read back"),
+             (24, 22, 58, 30, 40), rows, size=7.0)
 
 
 def _manifest(pdf: _Document, record: ComplianceRecord) -> None:

@@ -38,6 +38,7 @@ from storage.models import (
     DsrRequest,
     ExecutionStep,
     IdentifierKind,
+    PlanItem,
     RequestStatus,
     RequestSystem,
     StepAttempt,
@@ -86,6 +87,22 @@ class Decision:
     decision: str  # approve or reject
     decided_at: datetime
     reason: str | None
+    plan_sha256: str | None = None  # an erasure: the reviewed plan this decision saw
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """One line of an erasure's approved plan and what reading the vendor back showed."""
+
+    system: str
+    kind: str
+    record_id: str
+    how_found: tuple[str, ...]  # masked
+    proposed: str
+    action: str
+    changed_by: str | None
+    done_at: datetime | None
+    verified: str | None  # None: not done, or not shown by the vendor (never claimed)
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,8 @@ class ComplianceRecord:
     anchor: TrailEvent  # the event that closed the request
     chain_head: ChainPoint  # the chain's last event when the record was built
     generated_at: datetime
+    plan_sha256: str | None = None  # an erasure: the plan that was approved
+    plan: tuple[PlanLine, ...] = ()
 
     @property
     def effective_due_on(self) -> date:
@@ -221,6 +240,8 @@ def build_record(session: Session, request_id: int | str, *, exports: Path,
         anchor=_trail_event(anchor),
         chain_head=ChainPoint(head.last_seq, head.last_hash),
         generated_at=(now or datetime.now(UTC)).astimezone(UTC),
+        plan_sha256=request.plan_sha256,
+        plan=_plan(session, request),
     )
 
 
@@ -252,7 +273,14 @@ def _systems(session: Session, request: DsrRequest) -> tuple[SystemScope, ...]:
 def _decisions(session: Session, request: DsrRequest, known: list[Identifier]) -> tuple[Decision, ...]:
     rows = session.exec(select(Approval).where(Approval.request_id == request.id).order_by(Approval.id))
     return tuple(Decision(r.approver_slack_id, str(r.decision), r.decided_at,
-                          redact(r.reason or "", known) or None) for r in rows)
+                          redact(r.reason or "", known) or None, r.plan_sha256) for r in rows)
+
+
+def _plan(session: Session, request: DsrRequest) -> tuple[PlanLine, ...]:
+    rows = session.exec(select(PlanItem).where(PlanItem.request_id == request.id)
+                        .order_by(PlanItem.system, PlanItem.kind.desc(), PlanItem.id))
+    return tuple(PlanLine(r.system, r.kind, r.record_id, tuple(r.found), str(r.proposed),
+                          str(r.action), r.changed_by, r.done_at, r.verified) for r in rows)
 
 
 def _steps(session: Session, request: DsrRequest) -> tuple[Step, ...]:

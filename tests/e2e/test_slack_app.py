@@ -18,7 +18,7 @@ from sqlmodel import select
 from bot import cli
 from bot.slack_standin_state import dm_id
 from handlers.ids import Action, Block, Callback
-from storage.models import Approval, AuditEvent, DsrRequest, RequestStatus
+from storage.models import Approval, AuditEvent, DsrRequest, PlanItem, RequestStatus
 from tests.e2e.conftest import APPROVALS, World, file_request, modal, wait_for
 from tests.forms import form
 
@@ -261,3 +261,59 @@ def test_a_completed_access_request_delivers_its_export_and_record(world: World,
     finally:
         del os.environ["DATABASE_URL"], os.environ["DSR_DATA_DIR"]
     assert json.loads((tmp_path / "again.json").read_text()) == record
+
+
+def test_a_simulated_erasure_is_reviewed_approved_and_completed(world: World) -> None:
+    """Through Slack alone: the plan is found, reviewed line by line, approved, carried out."""
+    email = world.emails()[0]
+    reference, message = file_request(world, email, systems=("zendesk", "genesys"),
+                                      **{Block.TYPE: "erasure"})
+    assert "plan in review" in json.dumps(message["blocks"])
+    assert Action.APPROVE not in json.dumps(message["blocks"])  # nothing to approve yet
+    ready = wait_for(lambda: next((m for m in world.slack.thread(APPROVALS, message["ts"])
+                                   if Action.REVIEW_PLAN in json.dumps(m.get("blocks"))), None),
+                     what="the plan ready for review")
+    before = len(world.slack.views())
+    world.driver.click("U_REQ", ready, Action.REVIEW_PLAN, APPROVALS)
+    plan = modal(world, Callback.REVIEW_PLAN, before)
+    shown = json.dumps(plan["blocks"])
+    assert email not in shown and "Zendesk Support user #" in shown
+    lines = [b for b in plan["blocks"] if b["block_id"].startswith("line:")
+             and b.get("accessory")]
+    assert lines, shown
+    # One line changed and changed back, as a reviewer would: each saved and shown again.
+    line = lines[0]
+    current = line["accessory"]["initial_option"]["value"]
+    other = next(o["value"] for o in line["accessory"]["options"] if o["value"] != current)
+    world.driver.choose("U_REQ", plan, line["block_id"], Action.PLAN_LINE, other)
+    wait_for(lambda: f'"value": "{other}"' in json.dumps(next(
+        b for b in world.slack.views()[plan["id"]]["blocks"] if b["block_id"] == line["block_id"]
+    )["accessory"]["initial_option"]), what="the changed line")
+    world.driver.choose("U_REQ", world.slack.views()[plan["id"]], line["block_id"],
+                        Action.PLAN_LINE, current)
+    wait_for(lambda: "changed by <@U_REQ>" in json.dumps(world.slack.views()[plan["id"]]),
+             what="the line changed back")
+    # An approver sees the lines but cannot change them.
+    world.driver.choose("U_APP1", world.slack.views()[plan["id"]], line["block_id"],
+                        Action.PLAN_LINE, other)
+    answer = world.driver.submit("U_REQ", world.slack.views()[plan["id"]], {})
+    assert answer.json()["response_action"] == "update"
+    wait_for(lambda: status(world, reference) == RequestStatus.PENDING_APPROVAL, what="approval")
+    awaiting = wait_for(lambda: (m := current(world, APPROVALS, message["ts"]))
+                        and Action.APPROVE in json.dumps(m["blocks"]) and m, what="approve")
+    assert "Plan:" in json.dumps(awaiting["blocks"])
+    world.driver.click("U_APP1", awaiting, Action.APPROVE, APPROVALS)
+    wait_for(lambda: len(world.runtime.service.detail(reference, viewer=None).approvals) == 1,
+             what="the first approval")
+    world.driver.click("U_APP2", awaiting, Action.APPROVE, APPROVALS)
+    wait_for(lambda: status(world, reference) in (RequestStatus.COMPLETED,
+                                                  RequestStatus.NEEDS_ATTENTION), what="the end")
+    detail = world.runtime.service.detail(reference, viewer=None)
+    assert status(world, reference) == RequestStatus.COMPLETED, [s.error for s in detail.steps]
+    with world.runtime.service.sessions() as session:
+        lines = session.exec(select(PlanItem).where(PlanItem.request_id == detail.request.id)).all()
+        changes = session.exec(select(AuditEvent).where(AuditEvent.action == "plan.changed")).all()
+    assert [c.actor for c in changes] == ["U_REQ", "U_REQ"]  # the approver's pick was refused
+    assert all(line.verified for line in lines if line.action != "leave")
+    thread = json.dumps(world.slack.thread(APPROVALS, message["ts"]))
+    assert "sent the reviewed plan for approval" in thread and email not in thread

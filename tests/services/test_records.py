@@ -60,6 +60,8 @@ def _file(service, clock, **overrides) -> str:
         "zendesk": [SubjectMatch("zendesk", "1001", NAME, {"email": EMAIL})],
         "genesys": [SubjectMatch("genesys", "g-77", NAME, {"phone": PHONE})],
     }, actor="U_REQUESTER")
+    if service.get(request.reference).status == "in_review":  # an erasure's plan, as found
+        service.submit_plan(request.reference, actor="U_REQUESTER")
     return request.reference
 
 
@@ -113,6 +115,11 @@ def test_record_of_a_completed_request(world, session_factory, tmp_path) -> None
     assert [(d["approver"], d["decision"]) for d in body["decisions"]] == [
         ("U_APPROVER1", "approve"), ("U_APPROVER2", "approve")]
     assert body["decisions"][0]["decided_at"] == "2026-03-03T12:00:00Z"
+    # The erasure's plan as approved: every approval names it, each line says what it did.
+    assert body["plan_sha256"] and {d["plan_sha256"] for d in body["decisions"]} == {
+        body["plan_sha256"]}
+    assert [(p["system"], p["record_id"], p["action"]) for p in body["plan"]] == [
+        ("genesys", "g-77", "delete"), ("zendesk", "1001", "delete")]
     assert [(s["system"], s["action"], s["status"]) for s in body["steps"]] == [
         (system, action, "done") for system in ("zendesk", "genesys") for action in ACTIONS[system]]
     assert body["steps"][0]["result"] == {"tickets": 4, "open": 1}
@@ -151,7 +158,8 @@ def test_pdf_reads_back(world, session_factory, tmp_path) -> None:
     assert ref in text
     for expected in ("U_APPROVER1", "U_APPROVER2", "U_REQUESTER", "Complex: records in two systems",
                      record.anchor.hash, record.chain_head.hash, "dsr-desk audit verify",
-                     files[0]["sha256"], "j***@e******.com", "Simulation"):
+                     files[0]["sha256"], "j***@e******.com", "Simulation", "Erasure plan",
+                     "NOT verified"):  # the scripted connector never reads anything back
         assert expected in text, expected
     for actions in ACTIONS.values():
         for action in actions:
