@@ -58,6 +58,8 @@ class Sandboxes:
         for running in self._running.values():
             running.stop()
         self._running.clear()
+        for sandbox in self.instances.values():
+            getattr(sandbox, "close", lambda: None)()  # e.g. Genesys' results storage listener
 
 
 def build_sandbox(system: str, **options: Any) -> Any:

@@ -1,12 +1,14 @@
 """The data an access request exports: sealed as the steps fetch it, packaged into one archive
 for the subject when the request completes.
 
-While the steps run, each document (a Zendesk user or ticket, a Genesys results document) is
-sealed in its own file under `<exports>/<reference>/staging/`. When the request completes,
-`package` streams them into `<reference>-export.zip.sealed`: a zip holding each system's JSON
-(documents of a kind as JSON arrays of up to 500, e.g. `zendesk/tickets-001.json`), a README for
-the subject and a manifest with each file's size and SHA-256, written through the sealing
-stream, so neither the data nor the archive is ever whole in memory or clear on disk.
+While the steps run, each document (a Zendesk user or ticket) is sealed in its own file under
+`<exports>/<reference>/staging/`, and so is each opaque file a vendor hands out (a Genesys results
+archive, `write_stream`). When the request completes, `package` streams them into
+`<reference>-export.zip.sealed`: a zip holding each system's JSON (documents of a kind as JSON
+arrays of up to 500, e.g. `zendesk/tickets-001.json`), the opaque files unchanged under their own
+names (e.g. `genesys/0/results-1.zip`), a README for the subject and a manifest with each file's
+size and SHA-256, written through the sealing stream, so neither the data nor the archive is ever
+whole in memory or clear on disk.
 The manifest is also kept beside the archive (file names and hashes only) for the compliance
 record.
 """
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +36,7 @@ STAGING = "staging"
 PER_FILE = 500  # documents per archive file: few files to list, each small enough to open
 MANIFEST_NAME = "manifest.json"
 SEALED = ".sealed"
+OPAQUE = ".file" + SEALED  # staged by write_stream: packaged as it is, under its own name
 README_NAME = "README.txt"
 
 
@@ -55,9 +58,9 @@ class SealedSink:
         self.keys = keys
         self._root = os.path.realpath(self.root) + os.sep
 
-    def _path(self, name: str) -> str:
+    def _path(self, name: str, suffix: str = SEALED) -> str:
         """A plain string: pathlib would intern each of 10,000 file names (see services.sealed)."""
-        target = os.path.realpath(os.path.join(self._root, name + SEALED))
+        target = os.path.realpath(os.path.join(self._root, name + suffix))
         if not target.startswith(self._root):
             raise ValueError(f"export file name escapes the export folder: {name!r}")
         return target
@@ -66,8 +69,14 @@ class SealedSink:
         with SealedWriter(self._path(name), self.keys) as out:
             out.write(json.dumps(document, ensure_ascii=False, indent=1, sort_keys=True).encode())
 
+    def write_stream(self, name: str, chunks: Iterable[bytes]) -> None:
+        """An opaque file, sealed chunk by chunk as it arrives; lands only once complete."""
+        with SealedWriter(self._path(name, OPAQUE), self.keys) as out:
+            for chunk in chunks:
+                out.write(chunk)
+
     def exists(self, name: str) -> bool:
-        return os.path.isfile(self._path(name))
+        return os.path.isfile(self._path(name)) or os.path.isfile(self._path(name, OPAQUE))
 
     def count(self, prefix: str) -> int:
         """How many documents are staged under `prefix` (e.g. "zendesk/tickets/")."""
@@ -122,7 +131,7 @@ def package(exports: Path, reference: str, keys: MultiFernet, *, readme: str,
             zipped.writestr(zipfile.ZipInfo(README_NAME, stamp), readme, zipfile.ZIP_DEFLATED)
             for kind in _folders(staging) if staging.is_dir() else ():
                 group = "documents" if kind == staging else kind.relative_to(staging).as_posix()
-                documents = _sealed_in(kind)
+                documents = (path for path in _sealed_in(kind) if not path.endswith(OPAQUE))
                 for part in itertools.count(1):
                     batch = list(itertools.islice(documents, PER_FILE))  # paths only
                     if not batch:
@@ -132,6 +141,11 @@ def package(exports: Path, reference: str, keys: MultiFernet, *, readme: str,
                     info.compress_type = zipfile.ZIP_DEFLATED
                     with zipped.open(info, "w") as entry:
                         files.append(_write_array(entry, name, batch, keys))
+                for path in _sealed_in(kind):
+                    if path.endswith(OPAQUE):
+                        name = os.path.relpath(path, staging).removesuffix(OPAQUE)
+                        files.append(_write_opaque(zipped, name.replace(os.sep, "/"), path,
+                                                   keys, stamp))
             zipped.writestr(zipfile.ZipInfo(MANIFEST_NAME, stamp), manifest_json(reference, files),
                             zipfile.ZIP_DEFLATED)
     result = Package(archive, out.bytes, out.digest.hexdigest(), tuple(files))
@@ -154,6 +168,20 @@ def _write_array(entry: IO[bytes], name: str, documents: list[str], keys: MultiF
         entry.write(chunk)
         digest.update(chunk)
         size += len(chunk)
+    return ExportFile(name, size, digest.hexdigest())
+
+
+def _write_opaque(zipped: zipfile.ZipFile, name: str, path: str, keys: MultiFernet,
+                  stamp: tuple[int, ...]) -> ExportFile:
+    """An opaque file into the zip as it is, frame by frame; returns its manifest line."""
+    info = zipfile.ZipInfo(name, stamp)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    digest, size = hashlib.sha256(), 0
+    with zipped.open(info, "w", force_zip64=True) as entry:  # its size is not known up front
+        for chunk in read_sealed(path, keys):
+            entry.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
     return ExportFile(name, size, digest.hexdigest())
 
 
@@ -231,7 +259,8 @@ def subject_readme(reference: str, systems: list[str], at: datetime) -> str:
     """What the subject reads first, in plain language."""
     names = {"zendesk": "Zendesk Support (our customer service desk): users-001.json is your profile, "
                         "tickets-001.json, -002.json, ... your requests with every reply",
-             "genesys": "Genesys Cloud (our contact centre: calls, chats, messages)"}
+             "genesys": "Genesys Cloud (our contact centre: calls, chats, messages): the archive "
+                        "file(s) Genesys Cloud made, unchanged (open each .zip; inside is JSON)"}
     listed = "\n".join(f"  - {system}/: {names.get(system, system)}" for system in systems)
     return f"""YOUR PERSONAL DATA ({reference})
 

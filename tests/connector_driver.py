@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from services.connectors.base import (
@@ -23,6 +24,9 @@ class MemorySink:
 
     def write(self, name: str, document: Any) -> None:
         self.files[name] = document
+
+    def write_stream(self, name: str, chunks: Iterable[bytes]) -> None:
+        self.files[name] = b"".join(chunks)  # stored only once every chunk arrived
 
     def exists(self, name: str) -> bool:
         return name in self.files

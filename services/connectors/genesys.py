@@ -1,18 +1,28 @@
 """Genesys Cloud: subject search and the GDPR request API (export, delete, update).
 
-A GDPR request is processed by Genesys asynchronously: the step posts it once, then polls it
-until COMPLETED or ERROR, and for an export downloads the documents behind its results URLs.
+A GDPR request is processed by Genesys asynchronously and can take days: the step posts it once,
+then polls it until COMPLETED or ERROR, waiting longer the older the request is (from
+`poll_seconds` after posting, doubling, up to `poll_max_seconds`), so a request of three days
+costs about fifty polls a day, not one every few seconds. For an export it then downloads the
+archive files behind the request's `resultsUrls`, each streamed as it is into the export (never
+parsed): those URLs are pre-signed and usually on a storage host, so our bearer token goes to
+the API host only and the files are fetched with no credentials at all (shared/docs/genesys.md).
 The request carries our reference and step in its `name`, so a step that crashed between
-posting and saving the id finds its request again instead of posting a second one.
+posting and saving the id finds its request again instead of posting a second one. A call the
+OAuth client lacks a permission for (403) fails the step, naming the permission.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 import httpx
@@ -26,12 +36,13 @@ from services.connectors.base import (
     RequestSpec,
     StepRun,
     SubjectMatch,
+    Verified,
     Waiting,
 )
-from services.connectors.http import Limits, VendorHTTP, error_from
+from services.connectors.http import Limits, VendorBusy, VendorError, VendorHTTP, error_from
 from services.errors import InvalidRequest
 from services.subjects import Identifier
-from storage.models import IdentifierKind, RequestType
+from storage.models import IdentifierKind, PlanAction, RequestType
 
 REQUEST_TYPES = {
     RequestType.ACCESS: "GDPR_EXPORT",
@@ -52,6 +63,11 @@ FINAL = {"COMPLETED", "ERROR"}
 TARGETING_FIELDS = ("userId", "externalContactId", "externalId", "dialerContactId",
                     "journeyCustomer", "socialHandle", "emailAddresses", "phoneNumbers")
 GENESYS_LIMITS = Limits(requests_per_minute=300)  # the plan's default; settings override it
+# The permission each call needs ("Requires ANY permissions", the SDK's API reference).
+SEARCH, SUBMIT, READ = "gdpr:subject:view", "gdpr:request:add", "gdpr:request:view"
+CHUNK_BYTES = 64 * 1024
+DEFAULT_PORTS = {"http": 80, "https": 443}
+PLAIN_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
 
 class GenesysAuth(httpx.Auth):
@@ -113,12 +129,20 @@ class GenesysConnector:
         client_secret: str,
         limits: Limits = GENESYS_LIMITS,
         sleep: Callable[[float], None] = time.sleep,
-        poll_seconds: float = 10.0,
+        poll_seconds: float = 30.0,
+        poll_max_seconds: float = 1800.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = VendorHTTP(client, vendor=self.label, base_url=base_url.rstrip("/") + "/api/v2",
                                auth=GenesysAuth(login_url, client_id, client_secret),
                                limits=limits, sleep=sleep)
+        # Results URLs: no credentials, and not counted against the API's rate limit.
+        self.storage = VendorHTTP(client, vendor=f"{self.label} results storage",
+                                  limits=replace(limits, requests_per_minute=None), sleep=sleep)
+        self.api_origin = _origin(base_url)
         self.poll_seconds = poll_seconds
+        self.poll_max_seconds = max(poll_seconds, poll_max_seconds)
+        self.clock = clock  # seconds since the epoch: a request's age is kept in the checkpoint
 
     # Search
 
@@ -128,7 +152,7 @@ class GenesysConnector:
             search_type = SEARCH_TYPES.get(identifier.kind)
             if search_type is None:
                 continue
-            body = self.http.call("GET", "/gdpr/subjects", params={
+            body = self._call("GET", "/gdpr/subjects", SEARCH, params={
                 "searchType": search_type, "searchValue": identifier.value}).json()
             for subject in body.get("entities") or []:
                 found[_subject_key(subject)] = subject
@@ -145,46 +169,137 @@ class GenesysConnector:
             raise InvalidRequest(f"{self.label} has no API for {spec.type.value} requests.")
         if spec.type is RequestType.RECTIFICATION:
             _replacement_terms(spec)  # refuse at planning what the API would refuse later
-        subjects = [_targeting(c["details"]) for c in spec.confirmed if c.get("details")]
-        subjects = subjects or [_subject_from_identifiers(spec.identifiers)]
-        if not all(subjects):
+        confirmed = [c for c in spec.confirmed if c.get("details")]
+        if spec.type is RequestType.ERASURE and confirmed:  # the approved plan: a line left stays
+            approved = {e.record_id for e in spec.plan if e.action is PlanAction.DELETE}
+            confirmed = [c for c in confirmed if str(c["record_id"])[:64] in approved]
+            if not confirmed:
+                return []
+        subjects = [(str(c["record_id"])[:64], _targeting(c["details"])) for c in confirmed]
+        subjects = subjects or [("", _subject_from_identifiers(spec.identifiers))]
+        if not all(subject for _, subject in subjects):
             raise InvalidRequest(
                 f"{self.label} needs an email, a phone number or an id to target the subject: "
                 "a name or an address alone could match other people."
             )
-        return [PlannedStep("gdpr_request", {"subject": subject, "index": n})
-                for n, subject in enumerate(subjects)]
+        return [PlannedStep("gdpr_request", {"subject": subject, "index": n, "record": record})
+                for n, (record, subject) in enumerate(subjects)]
 
     def run_step(self, run: StepRun) -> Outcome:
         if run.action != "gdpr_request":
             return Failed(f"{self.label} has no step {run.action!r}")
+        try:
+            return self._gdpr_request(run)
+        except MissingPermission as exc:
+            return Failed(str(exc))
+
+    def _gdpr_request(self, run: StepRun) -> Outcome:
         cp = run.checkpoint or {}
         name = f"{run.spec.reference} dsr-desk #{run.params.get('index', 0)}"
         request_id = cp.get("request_id")
         if request_id is None and cp.get("posting"):
-            request_id = self._find_posted(name)  # we may have crashed right after posting
+            posted = self._find_posted(name)  # we may have crashed right after posting
+            if posted is not None:
+                request_id = posted["id"]
+                cp = {"request_id": request_id,
+                      "submitted_at": _timestamp(posted.get("createdDate")) or self.clock()}
         if request_id is None:
             if not cp.get("posting"):
                 return Continue({"posting": True}, note="posting the GDPR request")
             request_id = self._post(run, name)
-            return Waiting({"request_id": request_id}, self.poll_seconds,
-                           f"{self.label} GDPR request {request_id} submitted")
-        gdpr = self.http.call("GET", f"/gdpr/requests/{request_id}").json()
+            cp = {"request_id": request_id, "submitted_at": self.clock()}
+            return Waiting(cp, self.poll_seconds,
+                           f"{self.label} GDPR request {request_id} submitted; "
+                           f"checking it in {_duration(self.poll_seconds)}")
+        cp = {"request_id": request_id, "submitted_at": cp.get("submitted_at") or self.clock()}
+        gdpr = self._call("GET", f"/gdpr/requests/{request_id}", READ).json()
         status = gdpr.get("status")
         if status == "ERROR":
-            return Failed(f"{self.label} reported ERROR for GDPR request {request_id}; "
-                          "check it under Admin > GDPR in Genesys Cloud, then retry")
+            return Failed(f"{self.label} ended GDPR request {request_id} in ERROR, so it did "
+                          "not complete. Ask Genesys Cloud support about it (quote the request "
+                          "id), then retry the request here")
         if status not in FINAL:
-            return Waiting({"request_id": request_id}, self.poll_seconds,
-                           f"{self.label} GDPR request {request_id} is {status}")
-        documents = 0
+            wait = self._next_poll(cp["submitted_at"])
+            return Waiting(cp, wait, f"{self.label} GDPR request {request_id} is {status}; "
+                                     f"checking again in {_duration(wait)}")
+        if gdpr.get("requestType") in ("GDPR_DELETE", "GDPR_UPDATE"):
+            return self._read_back(run, gdpr)
         urls = gdpr.get("resultsUrls") or ([gdpr["resultsUrl"]] if gdpr.get("resultsUrl") else [])
-        for n, url in enumerate(urls):
-            run.sink.write(f"genesys/{run.params.get('index', 0)}/result_{n + 1}.json",
-                           self.http.call("GET", url).json())
-            documents += 1
+        folder = f"genesys/{run.params.get('index', 0)}"
+        for n, url in enumerate(urls, start=1):
+            file_name = f"{folder}/{_file_name(url, n)}"
+            if not run.sink.exists(file_name):  # fetched before a crash
+                self._download(url, file_name, run)
         return Done({"genesys_request": request_id, "request_type": gdpr.get("requestType"),
-                     "status": status, "documents": documents})
+                     "status": status, "archives": len(urls)})
+
+    def _read_back(self, run: StepRun, gdpr: dict[str, Any]) -> Outcome:
+        """A completed deletion or update counts only once a subject search shows it: nobody
+        found by the deleted subject's identifiers, the subject found by each new value."""
+        request_id, kind = gdpr["id"], gdpr["requestType"]
+        if kind == "GDPR_DELETE":
+            searches = [(SEARCH_TYPES[k], v) for k, field in SUBJECT_LISTS.items()
+                        for v in run.params["subject"].get(field) or ()]
+            left = [t for t, v in searches if self._found(t, v)]
+            if left:
+                return Failed(f"{self.label} reports GDPR request {request_id} COMPLETED, but a "
+                              f"subject search still finds the subject by {', '.join(left)}: "
+                              "nothing is reported done. Check it in Genesys Cloud, then retry")
+            note = (f"read back: no subject found by its {', '.join(sorted({t for t, _ in searches}))}"
+                    if searches else "completed (no email or phone to search it by)")
+        else:
+            missing = [t["type"] for t in _replacement_terms(run.spec)
+                       if not self._found(t["type"], t["updatedValue"])]
+            if missing:
+                return Failed(f"{self.label} reports GDPR request {request_id} COMPLETED, but a "
+                              f"subject search does not find the new {', '.join(missing)}: "
+                              "nothing is reported done. Check it in Genesys Cloud, then retry")
+            note = "read back: the subject is found by each new value"
+        return Done({"genesys_request": request_id, "request_type": kind, "status": "COMPLETED",
+                     "verified": note}, verified=(Verified("subject", run.params.get("record", ""),
+                                                           note),))
+
+    def _found(self, search_type: str, value: str) -> bool:
+        return bool(self._call("GET", "/gdpr/subjects", SEARCH, params={
+            "searchType": search_type, "searchValue": value}).json().get("entities"))
+
+    def _next_poll(self, submitted_at: float) -> float:
+        """Wait as long as the request is old: polls double their spacing up to the maximum."""
+        age = max(0.0, self.clock() - submitted_at)
+        return min(self.poll_max_seconds, max(self.poll_seconds, age))
+
+    def _download(self, url: str, name: str, run: StepRun) -> None:
+        """Stream one results file into the export as it is. The bearer token goes only to the
+        API host: any other host (a pre-signed URL) gets a request with no credentials."""
+        if not url.startswith(("http://", "https://")):
+            url = self.http.base_url.removesuffix("/api/v2") + "/" + url.lstrip("/")
+        on_api = _origin(url) == self.api_origin
+        http = self.http if on_api else self.storage
+        with http.stream("GET", url) as response:
+            if response.status_code != 200:
+                response.read()  # a small error document
+                if on_api:
+                    raise error_from(response, f"{self.label} refused GET")
+                raise _storage_error(self.storage.vendor, response, retry_after=self.poll_seconds)
+            try:
+                run.sink.write_stream(name, response.iter_bytes(CHUNK_BYTES))
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                raise VendorBusy(f"{self.label}: the download of a results file broke off "
+                                 f"({type(exc).__name__}); it starts again on the next try",
+                                 retry_after=max(self.poll_seconds, 1.0)) from None
+
+    def _call(self, method: str, path: str, permission: str, **kwargs: Any) -> httpx.Response:
+        """An API call; a 403 names the permission the call needs."""
+        try:
+            return self.http.call(method, path, **kwargs)
+        except VendorError as exc:
+            if exc.status == 403:
+                raise MissingPermission(
+                    f"{self.label} refused {method} /api/v2{path.split('?')[0]} (403 "
+                    f"{exc.code or 'forbidden'}): the OAuth client needs the permission "
+                    f"{permission}. Add it to the client's role (Admin > Roles / Permissions), "
+                    "then retry", status=403, code=exc.code) from None
+            raise
 
     def _post(self, run: StepRun, name: str) -> str:
         request_type = REQUEST_TYPES[run.spec.type]
@@ -195,19 +310,63 @@ class GenesysConnector:
             params["deleteConfirmed"] = "true"
         if request_type == "GDPR_UPDATE":
             body["replacementTerms"] = _replacement_terms(run.spec)
-        return self.http.call("POST", "/gdpr/requests", params=params, json=body).json()["id"]
+        return self._call("POST", "/gdpr/requests", SUBMIT, params=params, json=body).json()["id"]
 
-    def _find_posted(self, name: str) -> str | None:
+    def _find_posted(self, name: str) -> dict[str, Any] | None:
         page = 1
         while True:
-            body = self.http.call("GET", "/gdpr/requests",
+            body = self._call("GET", "/gdpr/requests", READ,
                               params={"pageSize": 100, "pageNumber": page}).json()
             for entity in body.get("entities") or []:
                 if entity.get("name") == name:
-                    return entity["id"]
+                    return entity
             if page >= (body.get("pageCount") or 1):
                 return None
             page += 1
+
+
+class MissingPermission(VendorError):
+    """Genesys Cloud answered 403: the OAuth client lacks a permission; the message names it."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: a results URL on any other origin gets no credentials."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or DEFAULT_PORTS.get(parsed.scheme)
+
+
+def _file_name(url: str, n: int) -> str:
+    """`results-<n>` with the URL's extension (e.g. `.zip`) when it has a plain one."""
+    suffix = PurePosixPath(httpx.URL(url).path).suffix
+    return f"results-{n}" + (suffix if PLAIN_SUFFIX.fullmatch(suffix) else "")
+
+
+def _storage_error(vendor: str, response: httpx.Response, *, retry_after: float) -> VendorError:
+    """A refusal from the results storage. A 403 (an expired or refused pre-signed URL) is
+    tried again later, with fresh URLs from the request; anything else needs a person."""
+    code = re.search(rb"<Code>([A-Za-z.]{1,64})</Code>", response.content[:4096])
+    what = f" ({code.group(1).decode()})" if code else ""
+    message = (f"{vendor} refused GET {response.request.url.host}{response.request.url.path}: "
+               f"answered {response.status_code}{what}")
+    if response.status_code == 403:
+        return VendorBusy(message + "; trying again with fresh links",
+                          retry_after=max(retry_after, 1.0), status=403)
+    return VendorError(message, status=response.status_code)
+
+
+def _timestamp(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else None
+    except ValueError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _subject_key(subject: dict[str, Any]) -> str:

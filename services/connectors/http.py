@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -119,6 +120,19 @@ class VendorHTTP:
             raise error_from(response, f"{self.vendor} refused {method}")
         return response
 
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A call whose body the caller reads inside the `with` block (`iter_bytes()`), never
+        held whole. Transient faults before the body starts are retried as in `request`; any
+        other answer is yielded for the caller to check. Sends this instance's `auth` and no
+        other credentials: an instance without auth strips any Authorization header, so that a
+        pre-signed URL on a foreign host never receives one."""
+        response = self.request(method, url, auth=self.auth, _stream=True, **kwargs)
+        try:
+            yield response
+        finally:
+            response.close()
+
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send, retrying transient faults; returns any non-transient response (2xx/3xx/4xx)."""
         kwargs.setdefault("timeout", self.limits.timeout)
@@ -141,12 +155,20 @@ class VendorHTTP:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send_once(self, method: str, url: str, *, _stream: bool = False,
+                   **kwargs: Any) -> httpx.Response:
         self._await_rate_limit()
         with self._slots:
             self.calls += 1
             try:
-                response = self.client.request(method, url, **kwargs)
+                if _stream:
+                    auth = kwargs.pop("auth", None)
+                    built = self.client.build_request(method, url, **kwargs)
+                    if auth is None:
+                        built.headers.pop("Authorization", None)
+                    response = self.client.send(built, auth=auth, stream=True)
+                else:
+                    response = self.client.request(method, url, **kwargs)
             except httpx.TimeoutException:
                 raise _Transient(f"timeout on {method} {httpx.URL(url).path}", None) from None
             except httpx.TransportError as exc:
@@ -155,6 +177,7 @@ class VendorHTTP:
                 ) from None
         if response.status_code not in RETRIABLE_STATUS:
             return response
+        response.close()  # a streamed answer that will not be read
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         what = f"{response.status_code} on {describe(response.request)}"
         log.info("%s answered %s; retrying", self.vendor, what)

@@ -1,24 +1,39 @@
 """The data and rules of the Genesys Cloud GDPR stand-in: subjects, their data, GDPR requests.
 
-Pure Python behind one lock; `genesys.py` puts the HTTP surface in front of it. Every answer is a
-fresh JSON-able copy, so callers can serialise it after the lock is released.
+Pure Python behind one lock; `genesys.py` puts the HTTP surface (and the results storage) in
+front of it. Every answer is a fresh JSON-able copy, so callers can serialise it after the lock is
+released. The references named in brackets are listed in `genesys.py`'s docstring.
 
-How the rules read the contract (shared/docs/genesys.md), where the real service is not
-documented:
+How the rules read the references, and what they leave open (marked "not documented"):
 - Search (`GET /api/v2/gdpr/subjects`) is a whole-value match, case-insensitive: a name must be
   the full name, an address the full address (commas and spaces do not count), a phone number
   matches on its digits (a national number matches its E.164 form when at least 10 digits agree).
+  Not documented: the matching rules are ours; the search types are the SDK's [SDK-models].
 - A request's subject identifies data by ANY of its identifiers, as the real service searches
   each term: an export or delete "by name" reaches everyone with that name. Send the strongest
-  identifiers only (email, phone, external id), as the Genesys forum advises.
-- Each `GET /api/v2/gdpr/requests/{id}` advances the request one stage (INITIATED -> SEARCHING ->
-  DELETING/UPDATING/FINALIZING -> COMPLETED); it completes on read number `request_polls`, and
-  its effects apply then. The listing shows requests without advancing them.
+  identifiers only (email, phone, external id), as the Genesys forum advises [Contract].
+- Requests are processed asynchronously [Contract] and "it can take several days to access the
+  data from a request" [Days]: a request moves by the org's clock, not by being read. It is due
+  `request_seconds` after it was submitted; before that it is INITIATED for the first tenth of
+  the time, SEARCHING until half, then DELETING/UPDATING/FINALIZING (the statuses of
+  [SDK-models]; the split of the time between them is not documented, it is ours). At the due
+  time it becomes COMPLETED and its effects apply, whether or not anyone reads it; or it ends in
+  ERROR with no effect, a status [SDK-models] lists, for the requests `fail_next` marks (what
+  makes a real request fail is not documented). `request_seconds` is 0 by default: a request is
+  COMPLETED from its first read after the POST, so simulation mode (whose engine runs on its own
+  clock, which the stand-in cannot see) finishes promptly. `clock` (seconds since the epoch) is
+  the rehearsal clock: tests give the stand-in and the connector the same one and move it by
+  days.
+- An export's results are archive files [SDK-models: resultsUrls "if multiple archive files
+  created"]: one zip per subject found (one with no records when nothing matched), holding JSON.
+  The archive's inner layout is not documented; ours is `request.json` and `records.json` in a
+  folder named after the request.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import random
 import re
@@ -26,6 +41,7 @@ import secrets
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +55,11 @@ TERM_TYPES = SEARCH_TYPES  # ReplacementTerm.type takes the same values in the S
 SOCIAL_TYPES = ("TWITTER", "INSTAGRAM", "FACEBOOK", "APPLE_MESSAGES", "WHATSAPP")
 REQUEST_TYPES = ("GDPR_EXPORT", "GDPR_UPDATE", "GDPR_DELETE")
 WORK_STAGE = {"GDPR_EXPORT": "FINALIZING", "GDPR_UPDATE": "UPDATING", "GDPR_DELETE": "DELETING"}
-INITIATED, SEARCHING, COMPLETED = "INITIATED", "SEARCHING", "COMPLETED"
+INITIATED, SEARCHING, COMPLETED, ERROR = "INITIATED", "SEARCHING", "COMPLETED", "ERROR"
+FINAL = (COMPLETED, ERROR)
+# The permission each call needs: "Requires ANY permissions" in [SDK-api-doc].
+SUBJECT_VIEW, REQUEST_ADD, REQUEST_VIEW = "gdpr:subject:view", "gdpr:request:add", "gdpr:request:view"
+ALL_PERMISSIONS = (REQUEST_ADD, REQUEST_VIEW, SUBJECT_VIEW)
 
 # Seed data lives in a fixed past, so the same seed always yields the same timestamps.
 EPOCH = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
@@ -204,12 +224,14 @@ class GdprRequestRecord:
     name: str | None
     created_by: dict[str, str]
     created_date: str
+    created_at: float  # clock seconds
+    due_at: float  # when it completes (or ends in ERROR)
+    fails: bool = False  # ends in ERROR (`fail_next`)
     status: str = INITIATED
-    reads: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)  # export documents
+    archives: list[bytes] = field(default_factory=list)  # an export's results, zip files
 
-    def render(self, base_url: str) -> dict[str, Any]:
-        """The GDPRRequest as the API answers it; results URLs are absolute, on `base_url`."""
+    def render(self, results_urls: list[str]) -> dict[str, Any]:
+        """The GDPRRequest as the API answers it [SDK-models], with its results' URLs."""
         body: dict[str, Any] = {"id": self.id}
         if self.name is not None:
             body["name"] = self.name
@@ -220,11 +242,11 @@ class GdprRequestRecord:
         body["createdDate"] = self.created_date
         body["status"] = self.status
         body["subject"] = copy.deepcopy(self.subject)
-        if self.status == COMPLETED and self.request_type == "GDPR_EXPORT":
-            urls = [f"{base_url.rstrip('/')}{self.self_uri}/results/{n}.json"
-                    for n in range(1, len(self.results) + 1)]
-            body["resultsUrl"] = urls[0]
-            body["resultsUrls"] = urls
+        if results_urls:
+            # resultsUrl: "the location where the results of the request can be retrieved";
+            # resultsUrls: "... if multiple archive files created" [SDK-models].
+            body["resultsUrl"] = results_urls[0]
+            body["resultsUrls"] = list(results_urls)
         body["selfUri"] = self.self_uri
         return body
 
@@ -410,15 +432,19 @@ def clean_terms(raw: Any) -> list[dict[str, str]]:
 class GenesysState:
     """Subjects, GDPR requests and access tokens of one stand-in org, behind one lock.
 
-    `clock` (seconds since the epoch) dates requests and expires tokens; tests may replace it.
+    `clock` (seconds since the epoch) is the org's time: it dates requests, moves them on and
+    expires tokens and results URLs. Tests and rehearsals replace it to move days in a moment.
+    `permissions` are those granted to the OAuth client (see ALL_PERMISSIONS).
     """
 
-    def __init__(self, *, seed: int = 0, request_polls: int = 3,
+    def __init__(self, *, seed: int = 0, request_seconds: float = 0.0,
                  created_by: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 permissions: Iterable[str] = ALL_PERMISSIONS) -> None:
         self.seed = seed
-        self.request_polls = request_polls
+        self.request_seconds = request_seconds
         self.clock = clock
+        self.permissions = set(permissions)
         nobody = str(uuid.UUID(int=0))
         self.created_by = created_by or {"id": nobody, "selfUri": f"/api/v2/oauth/clients/{nobody}"}
         self.lock = threading.RLock()
@@ -426,6 +452,7 @@ class GenesysState:
         self.requests: dict[str, GdprRequestRecord] = {}
         self._tokens: dict[str, float] = {}  # token -> expiry (clock seconds)
         self._next_index = 0
+        self._failing = 0  # how many of the next requests end in ERROR
         self._ids = random.Random(f"genesys-requests:{seed}")
 
     # Subjects
@@ -458,6 +485,7 @@ class GenesysState:
                 f"Allowable values are: {', '.join(SEARCH_TYPES)}",
             )
         with self.lock:
+            self._settle()
             return [r.as_subject() for r in self.subjects.values() if r.matches(search_type, value)]
 
     # Requests
@@ -472,51 +500,57 @@ class GenesysState:
             raise bad_request(f"requestType must be one of {', '.join(REQUEST_TYPES)}")
         terms = body.get("replacementTerms")
         if request_type != "GDPR_UPDATE" and terms not in (None, []):
-            raise bad_request()  # the real service's answer to terms on an export or delete
+            raise bad_request()  # 400 "Invalid data" for terms on an export or delete [Contract]
         subject = clean_subject(body.get("subject"))
         cleaned_terms = clean_terms(terms) if request_type == "GDPR_UPDATE" else None
-        if request_type == "GDPR_DELETE" and not delete_confirmed:
+        if request_type == "GDPR_DELETE" and not delete_confirmed:  # deleteConfirmed [Contract]
             raise bad_request("A GDPR_DELETE request must be confirmed with deleteConfirmed=true")
         name = body.get("name")
         with self.lock:
+            self._settle()
+            now = self.clock()
+            fails = self._failing > 0
+            self._failing -= int(fails)
             record = GdprRequestRecord(
                 id=_uuid(self._ids), request_type=request_type, subject=subject,
                 replacement_terms=cleaned_terms,
                 name=name if isinstance(name, str) else None,
                 created_by=dict(self.created_by),
-                created_date=iso(datetime.fromtimestamp(self.clock(), UTC)),
+                created_date=iso(datetime.fromtimestamp(now, UTC)),
+                created_at=now, due_at=now + max(0.0, self.request_seconds), fails=fails,
             )
             self.requests[record.id] = record
             return copy.deepcopy(record)
 
-    def read_request(self, request_id: str) -> GdprRequestRecord:
-        """One read of a request: advances it a stage, applying its effects on completion."""
+    def fail_next(self, count: int = 1) -> None:
+        """The next `count` requests submitted end in ERROR (with no effect) when due."""
         with self.lock:
-            record = self._request(request_id)
-            if record.status != COMPLETED:
-                record.reads += 1
-                if record.reads >= max(1, self.request_polls):
-                    self._complete(record)
-                elif record.reads == 1:
-                    record.status = SEARCHING
-                else:
-                    record.status = WORK_STAGE[record.request_type]
-            return copy.deepcopy(record)
+            self._failing += count
+
+    def read_request(self, request_id: str) -> GdprRequestRecord:
+        """A request as it stands now (reading it does not move it on)."""
+        with self.lock:
+            self._settle()
+            return copy.deepcopy(self._request(request_id))
 
     def list_requests(self, page_size: int, page_number: int
                       ) -> tuple[list[GdprRequestRecord], int]:
         """One page of requests, oldest first, and the total."""
         with self.lock:
+            self._settle()
             records = list(self.requests.values())
             start = (page_number - 1) * page_size
             return copy.deepcopy(records[start:start + page_size]), len(records)
 
-    def export_document(self, request_id: str, part: int) -> dict[str, Any]:
+    def archive(self, request_id: str, part: int) -> bytes | None:
+        """Results archive `part` (from 1) of a completed export; None if there is none."""
         with self.lock:
-            record = self._request(request_id)
-            if record.status != COMPLETED or not 1 <= part <= len(record.results):
-                raise GenesysError(404, "not.found", "The requested resource was not found.")
-            return copy.deepcopy(record.results[part - 1])
+            self._settle()
+            record = self.requests.get(request_id)
+            if record is None or record.status != COMPLETED or not (
+                    1 <= part <= len(record.archives)):
+                return None
+            return record.archives[part - 1]
 
     def _request(self, request_id: str) -> GdprRequestRecord:
         record = self.requests.get(request_id)
@@ -524,7 +558,24 @@ class GenesysState:
             raise GenesysError(404, "not.found", "The requested resource was not found.")
         return record
 
-    def _complete(self, record: GdprRequestRecord) -> None:
+    def _settle(self) -> None:
+        """Under the lock: move every open request to where the clock says it is, completing
+        those that are due in the order they fall due."""
+        now = self.clock()
+        open_requests = sorted((r for r in self.requests.values() if r.status not in FINAL),
+                               key=lambda r: r.due_at)
+        for record in open_requests:
+            if now >= record.due_at:
+                if record.fails:
+                    record.status = ERROR
+                else:
+                    self._complete(record, record.due_at)
+                continue
+            share = (now - record.created_at) / (record.due_at - record.created_at)
+            record.status = (INITIATED if share < 0.1 else SEARCHING if share < 0.5
+                             else WORK_STAGE[record.request_type])
+
+    def _complete(self, record: GdprRequestRecord, at: float) -> None:
         matched = [r for r in self.subjects.values() if r.identified_by(record.subject)]
         if record.request_type == "GDPR_DELETE":
             for subject in matched:
@@ -534,15 +585,8 @@ class GenesysState:
                 for term in record.replacement_terms or []:
                     _apply_term(subject, term)
         else:
-            generated = iso(datetime.fromtimestamp(self.clock(), UTC))
-            # One document per subject found; one empty document when nothing matched.
-            parts = [[s.as_data()] for s in matched] or [[]]
-            record.results = [
-                {"requestId": record.id, "requestType": record.request_type,
-                 "subject": copy.deepcopy(record.subject), "generatedDate": generated,
-                 "part": n, "parts": len(parts), "records": records}
-                for n, records in enumerate(parts, start=1)
-            ]
+            record.archives = export_archives(record, [[s.as_data()] for s in matched] or [[]],
+                                              at)
         record.status = COMPLETED
 
     # Tokens
@@ -570,6 +614,7 @@ class GenesysState:
     def snapshot(self) -> dict[str, Any]:
         """Subjects with their data, and requests without ids or dates; JSON-able, ordered."""
         with self.lock:
+            self._settle()
             subjects = [self.subjects[key].as_data() for key in sorted(self.subjects)]
             requests = [{"requestType": r.request_type, "status": r.status,
                          "subject": copy.deepcopy(r.subject),
@@ -577,6 +622,27 @@ class GenesysState:
                         for r in self.requests.values()]
         requests.sort(key=lambda r: json.dumps(r, sort_keys=True))
         return {"subjects": subjects, "requests": requests}
+
+
+def export_archives(record: GdprRequestRecord, parts: list[list[dict[str, Any]]],
+                    at: float) -> list[bytes]:
+    """One zip per part, each holding JSON (the layout inside is ours, not documented)."""
+    generated = datetime.fromtimestamp(at, UTC)
+    stamp = max(generated.timetuple()[:6], (1980, 1, 1, 0, 0, 0))  # zip dates start in 1980
+    archives = []
+    for n, records in enumerate(parts, start=1):
+        folder = f"gdpr-export-{record.id}-{n}"
+        about = {"requestId": record.id, "requestType": record.request_type,
+                 "subject": copy.deepcopy(record.subject), "generatedDate": iso(generated),
+                 "part": n, "parts": len(parts)}
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in (("request.json", about), ("records.json", records)):
+                archive.writestr(zipfile.ZipInfo(f"{folder}/{name}", stamp),
+                                 json.dumps(content, ensure_ascii=False, indent=1),
+                                 compress_type=zipfile.ZIP_DEFLATED)
+        archives.append(buffer.getvalue())
+    return archives
 
 
 def _apply_term(subject: SubjectRecord, term: dict[str, str]) -> None:

@@ -1,18 +1,25 @@
-"""The Genesys Cloud GDPR stand-in, over a real localhost socket.
+"""The Genesys Cloud GDPR stand-in, over real localhost sockets: its API host and the storage
+host its results URLs point at.
 
 The official SDK (`PureCloudPlatformClientV2`) is pointed at the server with
 `ApiClient(host=server.url)`: the SDK derives its login host by replacing `//api.` with `//login.`
 in the host, which leaves `http://127.0.0.1:PORT` unchanged, so `get_client_credentials_token`
-posts to the same server's `/oauth/token`. No gateway configuration is needed.
+posts to the same server's `/oauth/token`. No gateway configuration is needed. Time is a
+rehearsal clock the tests move: nothing waits on the wall clock.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
+import xml.etree.ElementTree as ElementTree
+import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -25,12 +32,25 @@ from PureCloudPlatformClientV2 import (
 )
 from PureCloudPlatformClientV2.rest import ApiException
 
-from services.sandbox.genesys import GenesysSandbox
+from services.sandbox.genesys import GenesysSandbox, Presigner, results_path
 from services.sandbox.server import RunningServer, serve
 from services.sandbox.traffic import FaultPlan
 
 ERROR_KEYS = {"message", "code", "status", "messageParams", "contextId", "details", "errors"}
+RATE_LIMITED_KEYS = ERROR_KEYS - {"messageParams"}  # the normalized 429 body
 CLIENT = ("sandbox-client", "sandbox-secret")
+PERMISSIONS = {"gdpr:request:add", "gdpr:request:view", "gdpr:subject:view"}
+DAY = 86400.0
+
+
+class Clock:
+    """A rehearsal clock: the org's time, moved by the tests."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Switch:
@@ -56,20 +76,26 @@ def shared() -> Iterator[tuple[Switch, RunningServer]]:
 
 @pytest.fixture
 def host(shared: tuple[Switch, RunningServer]) -> Iterator[Any]:
-    """Call `host(sandbox)` to serve a sandbox; answers the running server."""
+    """Call `host(sandbox)` to serve a sandbox; answers the running server. The sandboxes are
+    closed (their results storage stopped) after the test."""
     switch, running = shared
+    served: list[GenesysSandbox] = []
 
     def use(sandbox: GenesysSandbox) -> RunningServer:
         switch.app = sandbox.wsgi
+        served.append(sandbox)
         return running
 
     yield use
     switch.app = None
+    for sandbox in served:
+        sandbox.close()
 
 
 @pytest.fixture
-def sandbox() -> GenesysSandbox:
-    return GenesysSandbox(seed=11, people=12, requests_per_minute=None)
+def sandbox() -> Iterator[GenesysSandbox]:
+    with GenesysSandbox(seed=11, people=12, requests_per_minute=None) as box:
+        yield box
 
 
 @pytest.fixture
@@ -104,12 +130,33 @@ def assert_error(response: httpx.Response, status: int, code: str,
                  message: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == ERROR_KEYS
+    assert set(body) == (RATE_LIMITED_KEYS if status == 429 else ERROR_KEYS)
     assert (body["status"], body["code"]) == (status, code)
-    assert body["messageParams"] == {} and body["details"] == [] and body["errors"] == []
+    assert body.get("messageParams", {}) == {} and body["details"] == [] and body["errors"] == []
+    assert body["contextId"] == response.headers["ININ-Correlation-Id"]
     if message is not None:
         assert body["message"] == message
     return body
+
+
+def s3_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
+    """S3's XML error document, as {element: text}."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/xml")
+    root = ElementTree.fromstring(response.content)
+    assert root.tag == "Error"
+    elements = {child.tag: child.text or "" for child in root}
+    assert elements["Code"] == code and elements["RequestId"] and elements["HostId"]
+    return elements
+
+
+def archive_records(content: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(request.json, records.json) of a results archive."""
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        names = archive.namelist()
+        [about] = [n for n in names if n.endswith("/request.json")]
+        [records] = [n for n in names if n.endswith("/records.json")]
+        return json.loads(archive.read(about)), json.loads(archive.read(records))
 
 
 def search(http: httpx.Client, search_type: str, value: str) -> list[dict[str, Any]]:
@@ -159,8 +206,11 @@ def sdk_raw(client: ApiClient) -> Any:
 
 # The official SDK ------------------------------------------------------------------------------
 
-def test_sdk_runs_every_call_and_deserializes_every_answer(
-        sandbox: GenesysSandbox, server: RunningServer) -> None:
+def test_sdk_runs_every_call_and_deserializes_every_answer(host: Any) -> None:
+    clock = Clock()
+    sandbox = GenesysSandbox(seed=11, people=12, requests_per_minute=None, clock=clock,
+                             request_seconds=100)
+    server = host(sandbox)
     client = ApiClient(host=server.url).get_client_credentials_token(*CLIENT)
     assert client.access_token
     api = GeneralDataProtectionRegulationApi(client)
@@ -194,6 +244,7 @@ def test_sdk_runs_every_call_and_deserializes_every_answer(
         assert created.created_by.id and created.self_uri.endswith(created.id)
         statuses = []
         while not statuses or statuses[-1] != "COMPLETED":
+            clock.now += 40  # the org's time moves the request; reading it does not
             current = api.get_gdpr_request(created.id)
             assert_deserialized(current, sdk_raw(client))
             statuses.append(current.status)
@@ -203,7 +254,8 @@ def test_sdk_runs_every_call_and_deserializes_every_answer(
         "GDPR_EXPORT", sdk_subject(email_addresses=first["emailAddresses"])))
     assert statuses == ["SEARCHING", "FINALIZING", "COMPLETED"]
     assert export.results_url == export.results_urls[0]
-    assert export.results_url.startswith(server.url + "/api/v2/gdpr/requests/")
+    assert export.results_url.startswith(sandbox.storage_url + "/gdpr-results/")
+    assert not sandbox.storage_url.startswith(server.url), "the results live on another host"
 
     _, statuses = run(sdk_request("GDPR_DELETE", sdk_subject(phone_numbers=second["phoneNumbers"])),
                       delete_confirmed=True)
@@ -224,6 +276,7 @@ def test_sdk_runs_every_call_and_deserializes_every_answer(
     assert_deserialized(page, sdk_raw(client))
     assert (page.total, page.page_count, len(page.entities)) == (3, 2, 2)
     assert [r.request_type for r in page.entities] == ["GDPR_EXPORT", "GDPR_DELETE"]
+    assert page.entities[0].results_urls[0].startswith(sandbox.storage_url)
     assert page.next_uri and page.previous_uri is None
 
 
@@ -242,6 +295,33 @@ def test_sdk_sees_refusals_as_api_exceptions(server: RunningServer) -> None:
         GeneralDataProtectionRegulationApi(client).post_gdpr_requests(body)
     assert unconfirmed.value.status == 400
     assert json.loads(unconfirmed.value.body)["code"] == "bad.request"
+
+
+def test_sdk_calls_without_their_permission_are_refused_with_403(
+        sandbox: GenesysSandbox, server: RunningServer) -> None:
+    client = ApiClient(host=server.url).get_client_credentials_token(*CLIENT)
+    api = GeneralDataProtectionRegulationApi(client)
+    body = GDPRRequest()
+    body.request_type, body.subject = "GDPR_EXPORT", GDPRSubject()
+    body.subject.email_addresses = ["someone@example.com"]
+    created = api.post_gdpr_requests(body)
+    calls = {"gdpr:request:add": lambda: api.post_gdpr_requests(body),
+             "gdpr:request:view": lambda: api.get_gdpr_request(created.id),
+             "gdpr:subject:view": lambda: api.get_gdpr_subjects("EMAIL", "someone@example.com")}
+    calls_too = {"gdpr:request:view": lambda: api.get_gdpr_requests()}
+    for permission, call in [*calls.items(), *calls_too.items()]:
+        sandbox.permissions = PERMISSIONS - {permission}
+        with pytest.raises(ApiException) as refused:
+            call()
+        assert refused.value.status == 403, permission
+        error = json.loads(refused.value.body)
+        assert error["code"] == "missing.any.permissions"
+        assert error["message"] == ("Unable to perform the requested action. You must have at "
+                                    "least one of the following permissions assigned: "
+                                    f"[{permission}]")
+        assert refused.value.headers["ININ-Correlation-Id"] == error["contextId"]
+    sandbox.permissions = PERMISSIONS
+    assert api.get_gdpr_request(created.id).status == "COMPLETED"
 
 
 # Auth -------------------------------------------------------------------------------------------
@@ -302,6 +382,29 @@ def test_tokens_expire_after_their_ttl(host: Any) -> None:
         assert client.get("/api/v2/gdpr/requests", headers=bearer).status_code == 200
         now[0] += 1
         assert_error(client.get("/api/v2/gdpr/requests", headers=bearer), 401, "bad.credentials")
+
+
+@pytest.mark.parametrize(("method", "path", "permission"), [
+    ("GET", "/api/v2/gdpr/subjects?searchType=NAME&searchValue=x", "gdpr:subject:view"),
+    ("POST", "/api/v2/gdpr/requests", "gdpr:request:add"),
+    ("GET", "/api/v2/gdpr/requests", "gdpr:request:view"),
+    ("GET", "/api/v2/gdpr/requests/3f0a8a52-0000-4000-8000-000000000000", "gdpr:request:view"),
+])
+def test_calls_without_their_permission_answer_403_naming_it(
+        sandbox: GenesysSandbox, http: httpx.Client, method: str, path: str,
+        permission: str) -> None:
+    sandbox.permissions = PERMISSIONS - {permission}
+    body = {"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": ["a@example.com"]}}
+    refused = http.request(method, path, json=body if method == "POST" else None)
+    assert_error(refused, 403, "missing.any.permissions",
+                 "Unable to perform the requested action. You must have at least one of the "
+                 f"following permissions assigned: [{permission}]")
+    assert sandbox.state.requests == {}
+    with httpx.Client(base_url=http.base_url) as anonymous:  # no token: 401 comes first
+        assert_error(anonymous.request(method, path), 401, "authentication.required")
+    sandbox.permissions = {permission}
+    assert http.request(method, path, json=body if method == "POST" else None).status_code in (
+        200, 202, 404)
 
 
 # Search -----------------------------------------------------------------------------------------
@@ -405,64 +508,104 @@ def test_unknown_requests_and_routes_are_not_found(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(("request_type", "stage"), [
     ("GDPR_EXPORT", "FINALIZING"), ("GDPR_DELETE", "DELETING"), ("GDPR_UPDATE", "UPDATING")])
-def test_each_read_advances_one_stage_and_effects_wait_for_completion(
-        sandbox: GenesysSandbox, http: httpx.Client, request_type: str, stage: str) -> None:
-    person = subjects(sandbox)[0]
-    body: dict[str, Any] = {"requestType": request_type,
-                            "subject": {"emailAddresses": person["emailAddresses"]}}
-    if request_type == "GDPR_UPDATE":
-        body["replacementTerms"] = [{"type": "NAME", "existingValue": person["name"],
-                                     "updatedValue": "Renamed Person"}]
-    created = submit(http, body, deleteConfirmed="true")
-    assert created["status"] == "INITIATED"
-    assert set(created) >= {"id", "createdBy", "requestType", "createdDate", "subject", "selfUri"}
-    assert created["subject"] == body["subject"]
-    assert created["selfUri"] == f"/api/v2/gdpr/requests/{created['id']}"
+def test_requests_move_by_the_clock_not_by_reads(
+        host: Any, request_type: str, stage: str) -> None:
+    clock = Clock()
+    sandbox = GenesysSandbox(seed=11, people=12, requests_per_minute=None, clock=clock,
+                             request_seconds=3 * DAY, token_ttl=int(7 * DAY))
+    with httpx.Client(base_url=host(sandbox).url) as http:
+        http.headers["Authorization"] = f"Bearer {fetch_token(http)}"
+        person = subjects(sandbox)[0]
+        body: dict[str, Any] = {"requestType": request_type,
+                                "subject": {"emailAddresses": person["emailAddresses"]}}
+        if request_type == "GDPR_UPDATE":
+            body["replacementTerms"] = [{"type": "NAME", "existingValue": person["name"],
+                                         "updatedValue": "Renamed Person"}]
+        created = submit(http, body, deleteConfirmed="true")
+        assert created["status"] == "INITIATED"
+        assert set(created) >= {"id", "createdBy", "requestType", "createdDate", "subject",
+                                "selfUri"}
+        assert created["subject"] == body["subject"]
+        assert created["selfUri"] == f"/api/v2/gdpr/requests/{created['id']}"
 
-    answers = []
-    for _ in range(2):
-        answers.append(http.get(created["selfUri"]).json())
-        assert search(http, "EMAIL", person["emailAddresses"][0]) == [person]  # not yet
-    answers += [http.get(created["selfUri"]).json() for _ in range(2)]
-    assert [a["status"] for a in answers] == ["SEARCHING", stage, "COMPLETED", "COMPLETED"]
-    assert all("resultsUrl" not in a for a in answers[:2])
+        def status() -> str:
+            return http.get(created["selfUri"]).json()["status"]
 
-    after = search(http, "EMAIL", person["emailAddresses"][0])
-    if request_type == "GDPR_EXPORT":
-        assert after == [person]
-    elif request_type == "GDPR_DELETE":
-        assert after == []
-    else:
-        assert [s["name"] for s in after] == ["Renamed Person"]
+        assert [status() for _ in range(20)] == ["INITIATED"] * 20, "reads do not move it"
+        seen = []
+        for hours in (6, 24, 36, 48, 71):  # a tenth, then half of three days: the stages
+            clock.now = 1_767_225_600.0 + hours * 3600
+            seen.append(status())
+            assert search(http, "EMAIL", person["emailAddresses"][0]) == [person]  # not yet
+        assert seen == ["INITIATED", "SEARCHING", stage, stage, stage]
+        listed = http.get("/api/v2/gdpr/requests").json()["entities"]
+        assert [r["status"] for r in listed] == [stage] and "resultsUrl" not in listed[0]
 
-
-def test_request_polls_sets_the_reads_to_completion(host: Any) -> None:
-    for polls, expected in ((1, ["COMPLETED"]),
-                            (5, ["SEARCHING", "FINALIZING", "FINALIZING", "FINALIZING",
-                                 "COMPLETED"])):
-        sandbox = GenesysSandbox(seed=2, people=3, request_polls=polls)
-        with httpx.Client(base_url=host(sandbox).url) as client:
-            client.headers["Authorization"] = f"Bearer {fetch_token(client)}"
-            created = submit(client, {"requestType": "GDPR_EXPORT",
-                                      "subject": {"name": "Nobody Known"}})
-            assert [a["status"] for a in poll(client, created["id"])] == expected
+        clock.now = 1_767_225_600.0 + 3 * DAY  # due: the effects apply, read or not
+        after = search(http, "EMAIL", person["emailAddresses"][0])
+        if request_type == "GDPR_EXPORT":
+            assert after == [person]
+        elif request_type == "GDPR_DELETE":
+            assert after == []
+        else:
+            assert [s["name"] for s in after] == ["Renamed Person"]
+        assert status() == "COMPLETED"
+        assert ("resultsUrl" in http.get(created["selfUri"]).json()) is (
+            request_type == "GDPR_EXPORT")
 
 
-def test_export_results_are_json_documents_behind_the_token(
+def test_by_default_a_request_completes_at_its_first_read(http: httpx.Client) -> None:
+    created = submit(http, {"requestType": "GDPR_EXPORT", "subject": {"name": "Nobody Known"}})
+    assert created["status"] == "INITIATED" and "resultsUrl" not in created
+    assert [a["status"] for a in poll(http, created["id"])] == ["COMPLETED"]
+
+
+def test_a_request_can_end_in_error_with_no_effect(
+        sandbox: GenesysSandbox, http: httpx.Client) -> None:
+    person = subjects(sandbox)[2]
+    sandbox.fail_next()
+    failed = submit(http, {"requestType": "GDPR_DELETE",
+                           "subject": {"externalId": person["externalId"]}},
+                    deleteConfirmed="true")
+    answer = http.get(failed["selfUri"]).json()
+    assert answer["status"] == "ERROR" and "resultsUrl" not in answer
+    assert search(http, "EXTERNAL_ID", person["externalId"]) == [person]
+    again = submit(http, {"requestType": "GDPR_DELETE",
+                          "subject": {"externalId": person["externalId"]}},
+                   deleteConfirmed="true")
+    assert [a["status"] for a in poll(http, again["id"])] == ["COMPLETED"]  # only the next one
+    assert search(http, "EXTERNAL_ID", person["externalId"]) == []
+
+
+# Export results: archives on a storage host of their own ------------------------------------------
+
+def completed_export(http: httpx.Client, subject: dict[str, Any]) -> dict[str, Any]:
+    created = submit(http, {"requestType": "GDPR_EXPORT", "subject": subject})
+    return poll(http, created["id"])[-1]
+
+
+def test_export_results_are_presigned_archives_on_another_host(
         sandbox: GenesysSandbox, server: RunningServer, http: httpx.Client) -> None:
     person = subjects(sandbox)[5]
-    created = submit(http, {"requestType": "GDPR_EXPORT",
-                            "subject": {"phoneNumbers": person["phoneNumbers"]}})
-    done = poll(http, created["id"])[-1]
-    assert done["resultsUrls"] == [f"{server.url}{created['selfUri']}/results/1.json"]
-    assert done["resultsUrl"] == done["resultsUrls"][0]
+    done = completed_export(http, {"phoneNumbers": person["phoneNumbers"]})
+    [url] = done["resultsUrls"]
+    assert done["resultsUrl"] == url
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == sandbox.storage_url != server.url
+    assert parts.path == f"/gdpr-results/{done['id']}/gdpr-export-{done['id']}-1.zip"
+    query = dict(parse_qsl(parts.query))
+    assert set(query) == {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+                          "X-Amz-SignedHeaders", "X-Amz-Signature"}
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-Expires"] == "3600"
 
-    document = http.get(done["resultsUrl"])
-    assert document.status_code == 200
-    assert document.headers["Content-Type"] == "application/json"
-    content = document.json()
-    assert (content["requestId"], content["part"], content["parts"]) == (created["id"], 1, 1)
-    [record] = content["records"]
+    with httpx.Client() as anonymous:  # no credentials: the URL carries them
+        archive = anonymous.get(url)
+    assert archive.status_code == 200, archive.text
+    assert archive.headers["Content-Type"] == "application/zip"
+    assert "ININ-Correlation-Id" not in archive.headers, "not the API host"
+    about, records = archive_records(archive.content)
+    assert (about["requestId"], about["part"], about["parts"]) == (done["id"], 1, 1)
+    [record] = records
     assert record["subject"] == person
     assert record["externalContact"]["id"] == person["externalContactId"]
     assert record["conversations"], "every seeded subject has interactions"
@@ -470,25 +613,99 @@ def test_export_results_are_json_documents_behind_the_token(
         assert {"id", "startTime", "endTime", "channel", "participants", "transcript"} <= set(
             conversation)
         assert any(p.get("name") == person["name"] for p in conversation["participants"])
-    transcript = json.dumps([c["transcript"] for c in record["conversations"]])
-    assert person["name"] in transcript
+    assert person["name"] in json.dumps([c["transcript"] for c in record["conversations"]])
+    assert_error(http.get(f"{done['selfUri']}/results/1.json"), 404, "not.found")
 
-    with httpx.Client() as anonymous:
-        assert_error(anonymous.get(done["resultsUrl"]), 401, "authentication.required")
-    assert_error(http.get(f"{created['selfUri']}/results/2.json"), 404, "not.found")
+
+def test_results_links_refuse_a_bearer_token_as_s3_does(
+        sandbox: GenesysSandbox, http: httpx.Client) -> None:
+    done = completed_export(http, {"emailAddresses": subjects(sandbox)[1]["emailAddresses"]})
+    token = http.headers["Authorization"]
+    refused = s3_error(httpx.get(done["resultsUrl"], headers={"Authorization": token}), 400,
+                       "InvalidArgument")
+    assert refused["Message"] == (
+        "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
+        "query string parameter or the Authorization header should be specified")
+    assert refused["ArgumentName"] == "Authorization"
+    bare = done["resultsUrl"].split("?")[0]
+    assert s3_error(httpx.get(bare), 403, "AccessDenied")["Message"] == "Access Denied"
+    assert s3_error(httpx.get(bare, headers={"Authorization": token}), 400,
+                    "InvalidArgument")["Message"] == "Unsupported Authorization Type"
+
+
+def test_results_links_expire(host: Any) -> None:
+    clock = Clock()
+    sandbox = GenesysSandbox(seed=3, people=3, requests_per_minute=None, clock=clock,
+                             results_url_seconds=600)
+    with httpx.Client(base_url=host(sandbox).url) as http:
+        http.headers["Authorization"] = f"Bearer {fetch_token(http)}"
+        done = completed_export(http, {"emailAddresses": subjects(sandbox)[0]["emailAddresses"]})
+        clock.now += 600
+        assert httpx.get(done["resultsUrl"]).status_code == 200
+        clock.now += 1
+        expired = s3_error(httpx.get(done["resultsUrl"]), 403, "AccessDenied")
+        assert expired["Message"] == "Request has expired" and expired["X-Amz-Expires"] == "600"
+        assert expired["Expires"] == "2026-01-01T00:10:00Z"
+        assert expired["ServerTime"] == "2026-01-01T00:10:01Z"
+        fresh = http.get(done["selfUri"]).json()["resultsUrl"]  # each read signs anew
+        assert httpx.get(fresh).status_code == 200
+
+
+def test_altered_links_are_refused(sandbox: GenesysSandbox, http: httpx.Client) -> None:
+    people = subjects(sandbox)
+    url = completed_export(http, {"emailAddresses": people[0]["emailAddresses"]})["resultsUrl"]
+    other = completed_export(http, {"emailAddresses": people[1]["emailAddresses"]})
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    base = f"{parts.scheme}://{parts.netloc}"
+
+    def with_query(**changes: str) -> str:
+        return f"{base}{parts.path}?{urlencode({**query, **changes})}"
+
+    signature = query["X-Amz-Signature"]
+    flipped = signature[:-1] + ("1" if signature.endswith("0") else "0")
+    for altered in (with_query(**{"X-Amz-Signature": flipped}),
+                    with_query(**{"X-Amz-Expires": "604800"}),  # a longer life, same signature
+                    f"{base}{urlsplit(other['resultsUrl']).path}?{parts.query}"):  # another file
+        s3_error(httpx.get(altered), 403, "SignatureDoesNotMatch")
+    missing = {k: v for k, v in query.items() if k != "X-Amz-Credential"}
+    s3_error(httpx.get(f"{base}{parts.path}?{urlencode(missing)}"), 400,
+             "AuthorizationQueryParametersError")
+    assert httpx.get(url).status_code == 200
+
+
+def test_presigned_urls_are_signature_version_4() -> None:
+    """The signing matches the example in AWS' S3 API reference (sigv4-query-string-auth)."""
+    signer = Presigner("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    url = signer.presign("https://examplebucket.s3.amazonaws.com", "/test.txt",
+                         now=datetime(2013, 5, 24, tzinfo=UTC).timestamp(), expires=86400)
+    assert url == (
+        "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+        "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404")
 
 
 def test_export_of_an_unknown_subject_completes_with_no_data(http: httpx.Client) -> None:
-    created = submit(http, {"requestType": "GDPR_EXPORT",
-                            "subject": {"emailAddresses": ["nobody@example.invalid"]}})
-    done = poll(http, created["id"])[-1]
+    done = completed_export(http, {"emailAddresses": ["nobody@example.invalid"]})
     assert len(done["resultsUrls"]) == 1
-    assert http.get(done["resultsUrl"]).json()["records"] == []
+    about, records = archive_records(httpx.get(done["resultsUrl"]).content)
+    assert records == [] and about["parts"] == 1
 
 
-def test_results_are_not_available_before_completion(http: httpx.Client) -> None:
-    created = submit(http, {"requestType": "GDPR_EXPORT", "subject": {"name": "Anyone"}})
-    assert_error(http.get(f"{created['selfUri']}/results/1.json"), 404, "not.found")
+def test_results_are_not_available_before_completion(host: Any) -> None:
+    clock = Clock()
+    sandbox = GenesysSandbox(seed=3, people=3, requests_per_minute=None, clock=clock,
+                             request_seconds=DAY)
+    with httpx.Client(base_url=host(sandbox).url) as http:
+        http.headers["Authorization"] = f"Bearer {fetch_token(http)}"
+        created = submit(http, {"requestType": "GDPR_EXPORT", "subject": {"name": "Anyone"}})
+        assert "resultsUrl" not in http.get(created["selfUri"]).json()
+        # A well-signed link to the file that does not exist yet.
+        early = sandbox.presigner.presign(sandbox.storage_url, results_path(created["id"], 1),
+                                          now=clock.now, expires=3600)
+        assert s3_error(httpx.get(early), 404, "NoSuchKey")["Key"] == (
+            f"{created['id']}/gdpr-export-{created['id']}-1.zip")
 
 
 def test_delete_removes_all_of_the_subjects_data_and_nothing_else(
@@ -578,8 +795,7 @@ def test_requests_listing_pages(sandbox: GenesysSandbox, http: httpx.Client) -> 
     assert beyond["entities"] == [] and beyond["total"] == 5
     for bad in ({"pageSize": 0}, {"pageSize": 101}, {"pageNumber": 0}, {"pageSize": "ten"}):
         assert_error(http.get("/api/v2/gdpr/requests", params=bad), 400, "bad.request")
-    assert all(r.status == "INITIATED" for r in sandbox.state.requests.values()), (
-        "the listing does not advance requests")
+    assert all(r["resultsUrls"][0].startswith(sandbox.storage_url) for r in default["entities"])
 
 
 # Traffic ----------------------------------------------------------------------------------------
@@ -588,15 +804,19 @@ def test_rate_limit_answers_429_with_retry_after(host: Any) -> None:
     sandbox = GenesysSandbox(seed=3, people=2, requests_per_minute=3)
     with httpx.Client(base_url=host(sandbox).url) as client:
         client.headers["Authorization"] = f"Bearer {fetch_token(client)}"
-        for remaining in ("2", "1", "0"):
+        for count in ("1", "2", "3"):
             response = client.get("/api/v2/gdpr/requests")
             assert response.status_code == 200
-            assert response.headers["X-Rate-Limit"] == "3"
-            assert response.headers["X-Rate-Limit-Remaining"] == remaining
+            assert response.headers["inin-ratelimit-allowed"] == "3"
+            assert response.headers["inin-ratelimit-count"] == count
+            assert 1 <= int(response.headers["inin-ratelimit-reset"]) <= 60
+            assert "X-Rate-Limit" not in response.headers
         limited = client.get("/api/v2/gdpr/requests")
-        body = assert_error(limited, 429, "too.many.requests")
-        assert body["message"] == "Rate limit exceeded the maximum [3] requests within [60] seconds"
-        assert 1 <= int(limited.headers["Retry-After"]) <= 61
+        body = assert_error(limited, 429, "too.many.requests.retry.after")
+        retry_after = int(limited.headers["Retry-After"])
+        assert 1 <= retry_after <= 61
+        assert body["message"] == ("Rate limit exceeded the maximum. Retry the request in "
+                                   f"[{retry_after}] seconds")
         assert fetch_token(client), "the login service has limits of its own"
     assert sandbox.traffic.stats.rate_limited == 1
 
@@ -637,10 +857,11 @@ def run_workflow(sandbox: GenesysSandbox, host: Any) -> dict[str, Any]:
                                         "existingValue": people[1]["phoneNumbers"][0],
                                         "updatedValue": "+15558888888"}]})
         export = complete({"requestType": "GDPR_EXPORT", "subject": {"name": people[2]["name"]}})
-        document = call("GET", export["resultsUrl"])
-        assert document.json()["records"][0]["subject"]["externalId"] == people[2]["externalId"]
+        _, records = archive_records(httpx.get(export["resultsUrl"]).content)  # no token
+        assert records[0]["subject"]["externalId"] == people[2]["externalId"]
     for fault in faults_seen:
-        assert set(fault) == ERROR_KEYS and fault["status"] in (429, 500, 502, 503, 504)
+        assert fault["status"] in (429, 500, 502, 503, 504)
+        assert set(fault) == (RATE_LIMITED_KEYS if fault["status"] == 429 else ERROR_KEYS)
     return {"snapshot": sandbox.snapshot(), "faults": len(faults_seen)}
 
 

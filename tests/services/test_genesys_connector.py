@@ -1,49 +1,101 @@
-"""GenesysConnector over a real localhost socket against the Genesys stand-in."""
+"""GenesysConnector over real localhost sockets against the Genesys stand-in (API host and its
+results storage, a host of its own)."""
 
 from __future__ import annotations
 
+import io
+import json
+import math
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 import pytest
+from cryptography.fernet import Fernet, MultiFernet
 
-from services.connectors.base import Continue, Done, RequestSpec, StepRun, Waiting
+from services.connectors.base import Continue, Done, Failed, PlanEntry, RequestSpec, StepRun, Waiting
 from services.connectors.genesys import GenesysConnector
-from services.connectors.http import Limits
+from services.connectors.http import Limits, VendorBusy, VendorError
 from services.errors import InvalidRequest
+from services.exports import SealedSink, archive_chunks, export_folder, package
 from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan
 from services.subjects import Identifier
 from storage.models import IdentifierKind as K
-from storage.models import RequestType
+from storage.models import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, summaries
+
+FAST = Limits(backoff_base=0.001, backoff_max=0.01)
+DAY = 86400.0
+
+
+class Clock:
+    """The rehearsal clock shared by the stand-in and the connector: moved, never waited on."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Spy:
+    """WSGI middleware that records each request's headers (and may answer for the app)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.seen: list[dict[str, str]] = []
+        self.answer: Any = None  # a WSGI app to answer the next request instead
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.seen.append({k[5:].lower(): v for k, v in environ.items() if k.startswith("HTTP_")})
+        answer, self.answer = self.answer, None
+        return (answer or self.app)(environ, start_response)
 
 
 @pytest.fixture
-def sandbox() -> GenesysSandbox:
-    return GenesysSandbox(seed=11, people=8, request_polls=2)
+def sandbox() -> Iterator[GenesysSandbox]:
+    with GenesysSandbox(seed=11, people=8) as box:
+        yield box
+
+
+def connect(client: httpx.Client, url: str, **options: Any) -> GenesysConnector:
+    return GenesysConnector(client, url, login_url=url, client_id="sandbox-client",
+                            client_secret="sandbox-secret", sleep=lambda s: None,
+                            **{"limits": FAST, **options})
 
 
 @pytest.fixture
 def connector(sandbox):
     with serve(sandbox.wsgi) as running, httpx.Client() as client:
-        yield GenesysConnector(client, running.url, login_url=running.url,
-                               client_id="sandbox-client", client_secret="sandbox-secret",
-                               limits=Limits(backoff_base=0.001, backoff_max=0.01),
-                               sleep=lambda s: None)
+        yield connect(client, running.url)
 
 
 def person(sandbox, n=0) -> dict:
     return sandbox.snapshot()["subjects"][n]["subject"]
 
 
-def confirmed(connector, subject) -> RequestSpec:
+def confirmed(connector, subject) -> dict:
     match = connector.search_subjects([Identifier(K.EMAIL, subject["emailAddresses"][0])])[0]
     return {"record_id": match.record_id, "label": match.label, "details": match.details}
 
 
 def spec(kind, subject_match, **extra) -> RequestSpec:
+    """An erasure comes with its approved plan: the confirmed subject deleted."""
+    if kind is RequestType.ERASURE:
+        extra.setdefault("plan", (PlanEntry("subject", subject_match["record_id"],
+                                            PlanAction.DELETE),))
     return RequestSpec(reference="DSR-000042", type=kind, identifiers=(), confirmed=(subject_match,),
                        **extra)
+
+
+def records_in(archive: bytes) -> list[dict[str, Any]]:
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        [name] = [n for n in opened.namelist() if n.endswith("/records.json")]
+        return json.loads(opened.read(name))
 
 
 def test_search_by_each_identifier(connector, sandbox) -> None:
@@ -58,20 +110,104 @@ def test_search_by_each_identifier(connector, sandbox) -> None:
     assert connector.search_subjects([Identifier(K.EMAIL, "nobody@example.invalid")]) == []
 
 
-def test_export_posts_polls_and_downloads(connector, sandbox) -> None:
+def test_export_posts_polls_and_streams_the_archive_as_it_is(connector, sandbox) -> None:
     subject = person(sandbox)
     sink = MemorySink()
     trace = drive(connector, spec(RequestType.ACCESS, confirmed(connector, subject)), sink)
-    assert [type(o) for _, o in trace] == [Continue, Waiting, Waiting, Done]
+    assert [type(o) for _, o in trace] == [Continue, Waiting, Done]
     [summary] = summaries(trace).values()
     assert summary["request_type"] == "GDPR_EXPORT" and summary["status"] == "COMPLETED"
-    assert summary["documents"] == len(sink.files) >= 1
-    document = next(iter(sink.files.values()))
-    assert document["records"], "the export holds the subject's records"
-    [posted] = [r for r in sandbox.state.requests.values()]
+    assert summary["archives"] == 1 and list(sink.files) == ["genesys/0/results-1.zip"]
+    [posted] = sandbox.state.requests.values()
+    assert sink.files["genesys/0/results-1.zip"] == posted.archives[0], "stored byte for byte"
+    [record] = records_in(sink.files["genesys/0/results-1.zip"])
+    assert record["subject"] == subject and record["conversations"]
     assert posted.request_type == "GDPR_EXPORT"
     # Only strong identifiers target the subject: never the name, which strangers may share.
     assert "name" not in posted.subject and "addresses" not in posted.subject
+
+
+def test_the_bearer_token_goes_to_the_api_host_only() -> None:
+    storage_spy, api_spy = Spy(), Spy()
+    with serve(storage_spy) as storage, GenesysSandbox(seed=11, people=8,
+                                                       storage_url=storage.url) as box, \
+            serve(api_spy) as api, httpx.Client() as client:
+        storage_spy.app, api_spy.app = box.storage_wsgi, box.wsgi
+        connector = connect(client, api.url)
+        sink = MemorySink()
+        drive(connector, spec(RequestType.ACCESS, confirmed(connector, person(box))), sink)
+    assert list(sink.files) == ["genesys/0/results-1.zip"]
+    assert storage.port != api.port  # another origin: what the connector goes by
+    api_calls = [h for h in api_spy.seen if "authorization" in h]
+    assert len(api_calls) == len(api_spy.seen) >= 4 and all(
+        h["authorization"].startswith(("Bearer ", "Basic ")) for h in api_calls)
+    assert len(storage_spy.seen) == 1 and "authorization" not in storage_spy.seen[0]
+
+
+def test_a_request_of_three_days_costs_a_few_polls_a_day() -> None:
+    clock = Clock()
+    box = GenesysSandbox(seed=11, people=8, request_seconds=3 * DAY, clock=clock)
+    first, longest = 30.0, 1800.0
+    with box, serve(box.wsgi) as running, httpx.Client() as client:
+        connector = connect(client, running.url, poll_seconds=first, poll_max_seconds=longest,
+                            clock=clock)
+        request = spec(RequestType.ACCESS, confirmed(connector, person(box)))
+        [step] = connector.plan(request)
+        sink, checkpoint, notes, waits = MemorySink(), None, [], []
+        for _ in range(1000):
+            outcome = connector.run_step(StepRun(step.action, step.params, checkpoint, request,
+                                                 {}, sink))
+            if isinstance(outcome, Done):
+                break
+            assert isinstance(outcome, (Continue, Waiting)), outcome
+            checkpoint = outcome.checkpoint
+            if isinstance(outcome, Waiting):
+                notes.append(outcome.note)
+                waits.append(outcome.seconds)
+                clock.now += outcome.seconds
+        request_id = checkpoint["request_id"]
+        sent = box.traffic.stats.calls[f"GET /api/v2/gdpr/requests/{request_id}"]
+
+    # Doubling from 30 s to the 30-minute cap takes log2(60) polls, then one every 30 minutes.
+    bound = math.ceil(math.log2(longest / first)) + 1 + math.ceil(3 * DAY / longest) + 1
+    polls = len(waits)  # the first wait follows the POST; the last poll found it COMPLETED
+    assert polls <= bound == 152  # polling every 15 s would have been 17,280 calls
+    assert sent == polls + 3, "plus one repeat a day, after the day-long token is renewed"
+    assert waits[:4] == [30, 30, 60, 120] and max(waits) == longest
+    assert waits.count(longest) >= polls - 8, "the 30-minute spacing holds once reached"
+    assert notes[0].endswith("submitted; checking it in 30 s")
+    assert notes[-1].endswith("is FINALIZING; checking again in 30 min")
+    assert outcome.summary["status"] == "COMPLETED" and outcome.summary["archives"] == 1
+    assert records_in(sink.files["genesys/0/results-1.zip"])[0]["subject"]["name"] == (
+        person(box)["name"])
+    assert box.traffic.stats.calls["POST /oauth/token"] == 4, "a token a day (TTL one day)"
+
+
+@pytest.mark.parametrize("withheld", ["gdpr:request:add", "gdpr:request:view"])
+def test_a_missing_permission_fails_the_step_and_names_it(connector, sandbox, withheld) -> None:
+    request = spec(RequestType.ERASURE, confirmed(connector, person(sandbox)))
+    sandbox.permissions = sandbox.permissions - {withheld}
+    *_, (_, outcome) = drive(connector, request)
+    assert isinstance(outcome, Failed)
+    assert "(403 missing.any.permissions)" in outcome.reason
+    assert f"needs the permission {withheld}" in outcome.reason
+
+
+def test_a_search_without_permission_says_which_is_missing(connector, sandbox) -> None:
+    sandbox.permissions = {"gdpr:request:add", "gdpr:request:view"}
+    with pytest.raises(VendorError, match="needs the permission gdpr:subject:view") as refused:
+        connector.search_subjects([Identifier(K.EMAIL, "anyone@example.com")])
+    assert refused.value.status == 403
+
+
+def test_a_request_ending_in_error_fails_the_step(connector, sandbox) -> None:
+    subject = person(sandbox, 1)
+    sandbox.fail_next()
+    *_, (_, outcome) = drive(connector, spec(RequestType.ERASURE, confirmed(connector, subject)))
+    assert isinstance(outcome, Failed)
+    [posted] = sandbox.state.requests.values()
+    assert f"GDPR request {posted.id} in ERROR, so it did not complete" in outcome.reason
+    assert connector.search_subjects([Identifier(K.EMAIL, subject["emailAddresses"][0])])
 
 
 def test_delete_removes_the_subject(connector, sandbox) -> None:
@@ -104,39 +240,111 @@ def test_expired_token_is_renewed(connector, sandbox) -> None:
     assert connector.search_subjects([Identifier(K.EMAIL, subject["emailAddresses"][0])])
 
 
-def test_crash_after_posting_does_not_post_twice(connector, sandbox) -> None:
-    match = confirmed(connector, person(sandbox))
-    request = spec(RequestType.ERASURE, match)
-    [step] = connector.plan(request)
+def test_crash_after_posting_does_not_post_twice() -> None:
+    clock = Clock()
+    with GenesysSandbox(seed=11, people=8, clock=clock, request_seconds=DAY) as box, \
+            serve(box.wsgi) as running, httpx.Client() as client:
+        connector = connect(client, running.url, clock=clock)
+        request = spec(RequestType.ERASURE, confirmed(connector, person(box)))
+        [step] = connector.plan(request)
 
-    def run(checkpoint):
-        return connector.run_step(StepRun(step.action, step.params, checkpoint, request, {},
-                                          MemorySink()))
+        def run(checkpoint):
+            return connector.run_step(StepRun(step.action, step.params, checkpoint, request, {},
+                                              MemorySink()))
 
-    posting = run(None)
-    assert posting == Continue({"posting": True}, note="posting the GDPR request")
-    submitted = run(posting.checkpoint)
-    assert isinstance(submitted, Waiting)
-    # The process dies before it saves the request id: the step resumes from {"posting": True}.
-    resumed = run(posting.checkpoint)
-    assert resumed.checkpoint == submitted.checkpoint
-    assert len(sandbox.state.requests) == 1
+        posting = run(None)
+        assert posting == Continue({"posting": True}, note="posting the GDPR request")
+        submitted = run(posting.checkpoint)
+        assert isinstance(submitted, Waiting)
+        clock.now += 3600
+        # The process dies before it saves the request id: the step resumes from {"posting": True}
+        # and finds the request, with its age (from createdDate) for the next wait.
+        resumed = run(posting.checkpoint)
+        assert resumed.checkpoint == submitted.checkpoint
+        assert resumed.seconds == 1800 and len(box.state.requests) == 1
 
 
 def test_faults_do_not_change_the_outcome(sandbox) -> None:
-    clean = GenesysSandbox(seed=11, people=8, request_polls=2)
+    clean = GenesysSandbox(seed=11, people=8)
     sandbox.traffic.set_faults(FaultPlan(error_rate=0.3, retry_after=0, seed=4))
     for box in (clean, sandbox):
         with serve(box.wsgi) as running, httpx.Client() as client:
-            connector = GenesysConnector(
-                client, running.url, login_url=running.url, client_id="sandbox-client",
-                client_secret="sandbox-secret", sleep=lambda s: None,
-                limits=Limits(attempts=10, backoff_base=0.001, backoff_max=0.01))
+            connector = connect(client, running.url,
+                                limits=Limits(attempts=10, backoff_base=0.001, backoff_max=0.01))
             for n in (0, 2):
                 subject = person(box, n)
                 drive(connector, spec(RequestType.ERASURE, confirmed(connector, subject)))
+    clean.close()
     assert sum(sandbox.traffic.stats.injected.values()) > 0
     assert sandbox.snapshot()["subjects"] == clean.snapshot()["subjects"]
+
+
+def test_an_expired_link_is_tried_again_with_fresh_ones() -> None:
+    spy = Spy()
+    with serve(spy) as storage, GenesysSandbox(seed=11, people=8, storage_url=storage.url) as box, \
+            serve(box.wsgi) as api, httpx.Client() as client:
+        spy.app = box.storage_wsgi
+
+        def expired(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [b"<?xml version='1.0' encoding='UTF-8'?>\n<Error><Code>AccessDenied</Code>"
+                    b"<Message>Request has expired</Message></Error>"]
+
+        connector = connect(client, api.url)
+        request = spec(RequestType.ACCESS, confirmed(connector, person(box)))
+        [step] = connector.plan(request)
+        sink = MemorySink()
+        trace = drive(connector, request, sink)  # posted, then done: the checkpoint to resume
+        spy.answer = expired
+        rerun = StepRun(step.action, step.params, trace[-2][1].checkpoint, request, {}, MemorySink())
+        with pytest.raises(VendorBusy, match=r"answered 403 \(AccessDenied\); trying again"):
+            connector.run_step(rerun)
+        assert rerun.sink.files == {}
+        assert isinstance(connector.run_step(rerun), Done)
+        assert rerun.sink.files == sink.files
+
+
+def test_a_download_that_breaks_off_stores_nothing_and_is_tried_again() -> None:
+    spy = Spy()
+    with serve(spy) as storage, GenesysSandbox(seed=11, people=8, storage_url=storage.url) as box, \
+            serve(box.wsgi) as api, httpx.Client() as client:
+        spy.app = box.storage_wsgi
+
+        def broken(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+            start_response("200 OK", [("Content-Type", "application/zip"),
+                                      ("Content-Length", "100000")])
+            yield b"PK\x03\x04" + b"\0" * 1000
+            raise ConnectionResetError("storage went away")
+
+        connector = connect(client, api.url)
+        request = spec(RequestType.ACCESS, confirmed(connector, person(box)))
+        [step] = connector.plan(request)
+        trace = drive(connector, request, MemorySink())
+        spy.answer = broken
+        rerun = StepRun(step.action, step.params, trace[-2][1].checkpoint, request, {}, MemorySink())
+        with pytest.raises(VendorBusy, match="broke off"):
+            connector.run_step(rerun)
+        assert rerun.sink.files == {}
+        assert isinstance(connector.run_step(rerun), Done)
+
+
+def test_the_archive_reaches_the_subjects_zip_unchanged(sandbox, tmp_path) -> None:
+    keys = MultiFernet([Fernet(Fernet.generate_key())])
+    sink = SealedSink(export_folder(tmp_path, "DSR-000042"), keys)
+    with serve(sandbox.wsgi) as running, httpx.Client() as client:
+        connector = connect(client, running.url)
+        drive(connector, spec(RequestType.ACCESS, confirmed(connector, person(sandbox))), sink)
+    assert sink.exists("genesys/0/results-1.zip") and sink.count("genesys/0/") == 1
+    [posted] = sandbox.state.requests.values()
+    made = package(tmp_path, "DSR-000042", keys, readme="r", at=datetime(2026, 3, 2, tzinfo=UTC))
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert posted.archives[0] not in on_disk, "sealed at rest"
+    with zipfile.ZipFile(io.BytesIO(b"".join(archive_chunks(made.archive, keys,
+                                                            sha256=made.sha256)))) as archive:
+        assert archive.read("genesys/0/results-1.zip") == posted.archives[0]
+        manifest = json.loads(archive.read("manifest.json"))
+    assert [f["name"] for f in manifest["files"]] == ["genesys/0/results-1.zip"]
+    assert manifest["files"][0]["bytes"] == len(posted.archives[0])
 
 
 def test_plans_refuse_what_genesys_cannot_do(connector) -> None:
