@@ -388,7 +388,7 @@ class Worker:
             ).first()
             label = f"{step.system}.{step.action}"
 
-            if isinstance(outcome, (Continue, Done)) and outcome.verified:
+            if isinstance(outcome, (Continue, Done, Waiting)) and outcome.verified:
                 review.mark_verified(session, request.id, step.system, outcome.verified, at=now)
             if isinstance(outcome, Continue):
                 step.checkpoint = outcome.checkpoint

@@ -8,7 +8,7 @@ so that a restarted worker deletes nothing twice and skips nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -86,6 +86,10 @@ class ExportSink(Protocol):
 
     def write(self, name: str, document: Any) -> None: ...
 
+    def write_stream(self, name: str, chunks: Iterable[bytes]) -> None:
+        """An opaque file, e.g. a vendor's archive, stored as-is (never parsed) under `name`."""
+        ...
+
     def exists(self, name: str) -> bool:
         """Written already (by this run or one before a crash)."""
         ...
@@ -129,6 +133,7 @@ class Waiting:
     checkpoint: dict[str, Any]
     seconds: float
     note: str
+    verified: tuple[Verified, ...] = ()
 
 
 @dataclass(frozen=True)

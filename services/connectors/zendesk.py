@@ -40,12 +40,16 @@ from services.connectors.base import (
     Waiting,
 )
 from services.connectors.findings import Finder, describe, subject_terms
-from services.connectors.http import Limits, VendorHTTP
+from services.connectors.http import Limits, VendorError, VendorHTTP
 from services.subjects import Identifier
 from storage.models import IdentifierKind, PlanAction, RequestType
 
 BULK = 100  # ids per bulk call, Zendesk's limit
-TICKET_LISTS = ("requested", "ccd", "assigned")
+# Bulk jobs in flight at once: Zendesk refuses more than 30 queued per account (TooManyJobs)
+# and keeps the last 100 job statuses for an hour; 10 leaves room for the account's other users.
+MAX_JOBS = 10
+FIRST_POLL = 0.5  # seconds before a job's status is first read; doubles up to poll_seconds
+RELATIONS = ("requester", "cc", "assignee")  # search keywords for the subject's tickets
 TICKETS = "zendesk/tickets/"  # where exported tickets go in the archive
 REDACTION_MARK = "\u2587"  # what Zendesk shows in place of each redacted character
 
@@ -94,10 +98,6 @@ class ZendeskConnector:
             yield body.get(key, []), after
             if not after:
                 return
-
-    def _job_state(self, job_id: str) -> tuple[str, list[dict[str, Any]]]:
-        job = self._json("GET", f"/job_statuses/{job_id}")["job_status"]
-        return job["status"], job.get("results") or []
 
     # Search
 
@@ -161,24 +161,33 @@ class ZendeskConnector:
         return Done({"users": len(users), "identities": identities})
 
     def _step_export_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
-        """One page of one list per run; the checkpoint says where to resume. A ticket in two
-        lists (requested and cc'd) is exported once: the sink knows what it holds, so the
-        checkpoint stays small however many tickets the subject has."""
-        position = cp.get("position", 0)  # index into users x TICKET_LISTS
-        if position >= len(users) * len(TICKET_LISTS):
+        """One page of one search per run (the subject as requester, cc, assignee: search
+        export reaches archived tickets, which the user ticket lists leave out); the checkpoint
+        says where to resume. A ticket found twice is exported once: the sink knows what it
+        holds, so the checkpoint stays small however many tickets the subject has. Each ticket
+        goes with its comments (inline images listed) and its side conversations."""
+        position = cp.get("position", 0)  # index into users x RELATIONS
+        if position >= len(users) * len(RELATIONS):
             return Done({"tickets": run.sink.count(TICKETS)})
-        user_id = users[position // len(TICKET_LISTS)]
-        which = TICKET_LISTS[position % len(TICKET_LISTS)]
-        tickets, after = next(self._pages(f"/users/{user_id}/tickets/{which}", "tickets",
-                                          after=cp.get("after")))
+        user_id = users[position // len(RELATIONS)]
+        query = {"query": f"{RELATIONS[position % len(RELATIONS)]}:{user_id}",
+                 "filter[type]": "ticket"}
+        try:
+            tickets, after = next(self._pages("/search/export", "results", query,
+                                              after=cp.get("after")))
+        except VendorError as exc:
+            if not cp.get("after") or exc.status not in (400, 422):
+                raise
+            # A search export cursor lives an hour: start this search again (what was
+            # exported already is skipped).
+            return Continue({**cp, "after": None}, note="search cursor expired: searching again")
         exported = cp.get("exported", 0)
         for ticket in tickets:
             name = f"{TICKETS}{ticket['id']}.json"
             if run.sink.exists(name):
                 continue
-            comments = [c for page, _ in self._pages(f"/tickets/{ticket['id']}/comments",
-                                                      "comments") for c in page]
-            run.sink.write(name, {"ticket": ticket, "comments": comments})
+            run.sink.write(name, {"ticket": ticket, "comments": self._comments(ticket["id"]),
+                                  "side_conversations": self._side_conversations(ticket["id"])})
             exported += 1
         next_position = position if after else position + 1
         return Continue({"position": next_position, "after": after, "exported": exported},
@@ -268,6 +277,21 @@ class ZendeskConnector:
         return [c for page, _ in self._pages(f"/tickets/{ticket_id}/comments", "comments",
                                              {"include_inline_images": "true"}) for c in page]
 
+    def _side_conversations(self, ticket_id: int) -> list[dict[str, Any]]:
+        """A ticket's side conversations with their messages (Side Conversations API); an
+        account without them answers 404 (or 403), which means there are none to export."""
+        response = self.http.call("GET", f"/tickets/{ticket_id}/side_conversations",
+                                  ok=(200, 403, 404))
+        if response.status_code != 200:
+            return []
+        conversations = response.json().get("side_conversations") or []
+        for conversation in conversations:
+            events = self.http.call("GET", f"/tickets/{ticket_id}/side_conversations/"
+                                    f"{conversation['id']}/events", ok=(200, 404))
+            conversation["events"] = events.json().get("events", []) \
+                if events.status_code == 200 else []
+        return conversations
+
     def _step_find_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
         """Read-only: every ticket that names the subject or that the subject is on, and how."""
         finder = self._finder(run)
@@ -283,7 +307,7 @@ class ZendeskConnector:
             label = f"user #{user_id}: {finder.mask_all(user.get('name') or '')}"
             candidates.append(Candidate("user", str(user_id), "subject", state, (label,),
                                         PlanAction.DELETE, (PlanAction.DELETE, PlanAction.LEAVE)))
-            for relation in ("requester", "cc", "assignee"):
+            for relation in RELATIONS:
                 for ticket in self._search_tickets(f"{relation}:{user_id}"):
                     tickets[ticket["id"]] = ticket
                     relations.setdefault(ticket["id"], set()).add(relation)
@@ -398,7 +422,8 @@ class ZendeskConnector:
                 changes["status"] = "closed"
         if changes:
             self.http.call("PUT", f"/tickets/{ticket_id}", json={"ticket": changes})
-        return self._verify_redacted(ticket_id, close, finder, users), fallback
+        verified = self._verify_redacted(ticket_id, close, finder, users)
+        return verified if isinstance(verified, Failed) else (verified, fallback)
 
     def _redact_comment(self, ticket: dict[str, Any], comment: dict[str, Any], strings: list[str],
                         files: list[dict[str, Any]], fallback: bool) -> bool | Failed:
@@ -473,54 +498,56 @@ class ZendeskConnector:
 
     def _bulk_delete(self, cp: dict, path: str,
                      present: Callable[[list[int]], list[int]] | None) -> Outcome:
-        """Delete `cp["pending"]` in batches of 100, one job at a time, polling each job. A
-        batch counts only once read back: soft deletions no longer shown by show_many,
-        permanent ones each reported a success by the job (Zendesk has no read of a purged
-        ticket)."""
-        pending, deleted = list(cp["pending"]), list(cp["deleted"])
-        if cp.get("job"):
-            state, results = self._job_state(cp["job"])
-            if state in ("queued", "working"):
-                return Waiting(cp, self.poll_seconds, f"{self.label} job {cp['job']} is {state}")
-            batch = cp["batch"]
-            failed = [r for r in results if r.get("success") is False and
-                      "not found" not in str(r.get("errors", "")).lower()]
-            if state != "completed" or failed:
-                return Failed(f"{self.label} job {cp['job']} ended {state}; "
-                              f"{len(failed)} of {len(batch)} deletions failed")
-            if present is not None:
-                still_there = present(batch)
-                if still_there:
-                    return Failed(f"{self.label} job {cp['job']} reported success, but "
-                                  f"{len(still_there)} of {len(batch)} tickets are still there "
-                                  f"(#{still_there[0]}…) when read back")
-                note = "deleted: no longer shown (show_many) when read back"
+        """Delete `cp["pending"]` in batches of 100, up to MAX_JOBS jobs side by side, their
+        statuses read in one call, at a delay that starts short and grows. A batch counts only
+        once read back: soft deletions no longer shown by show_many, permanent ones each
+        reported a success by the job (Zendesk has no read of a purged ticket). A re-run after
+        a crash may submit a batch again: its ids are then "not found", which counts as done."""
+        pending, deleted, jobs = list(cp["pending"]), list(cp["deleted"]), dict(cp.get("jobs", {}))
+        verified: list[Verified] = []
+        if jobs:
+            statuses = self._json("GET", "/job_statuses/show_many",
+                                  params={"ids": ",".join(jobs)}).get("job_statuses", [])
+            for job_id in set(jobs) - {job["id"] for job in statuses}:
+                pending += jobs.pop(job_id)  # Zendesk keeps job statuses for an hour: again
+            for job in statuses:
+                if job["id"] not in jobs or job["status"] in ("queued", "working"):
+                    continue
+                batch = jobs.pop(job["id"])
+                failed = [r for r in job.get("results") or [] if r.get("success") is False and
+                          "not found" not in str(r.get("errors", "")).lower()]
+                if job["status"] != "completed" or failed:
+                    return Failed(f"{self.label} job {job['id']} ended {job['status']}; "
+                                  f"{len(failed)} of {len(batch)} deletions failed")
+                if present is not None:
+                    still_there = present(batch)
+                    if still_there:
+                        return Failed(f"{self.label} job {job['id']} reported success, but "
+                                      f"{len(still_there)} of {len(batch)} tickets are still "
+                                      f"there (#{still_there[0]}…) when read back")
+                note = ("deleted: no longer shown (show_many) when read back" if present
+                        else "permanently deleted: the job reported it")
+                deleted += batch
+                verified += [Verified("ticket", str(i), note) for i in batch]
+        while pending and len(jobs) < MAX_JOBS:
+            batch, pending = pending[:BULK], pending[BULK:]
+            response = self.http.call("DELETE", path, params={"ids": ",".join(map(str, batch))},
+                                      ok=(200, 404))
+            if response.status_code == 404:  # none of them exists any more
+                deleted += batch
+                verified += [Verified("ticket", str(i), "gone already (404)") for i in batch]
             else:
-                note = "permanently deleted: the job reported it"
-            return Continue({"pending": pending, "deleted": deleted + batch},
-                            note=f"{len(deleted) + len(batch)} deleted",
-                            verified=tuple(Verified("ticket", str(i), note) for i in batch))
-        if not pending:
-            return Done({"deleted": deleted, "count": len(deleted)})
-        batch, rest = pending[:BULK], pending[BULK:]
-        if present is not None:
-            still_there = set(present(batch))
-            gone = [i for i in batch if i not in still_there]  # deleted by an earlier run
-            batch = [i for i in batch if i in still_there]
-            if not batch:
-                return Continue({"pending": rest, "deleted": deleted + gone},
-                                verified=tuple(Verified("ticket", str(i), "gone already when read")
-                                               for i in gone))
-            deleted += gone
-        response = self.http.call("DELETE", path, params={"ids": ",".join(map(str, batch))},
-                                  ok=(200, 404))
-        if response.status_code == 404:  # none of them exists any more
-            return Continue({"pending": rest, "deleted": deleted + batch},
-                            verified=tuple(Verified("ticket", str(i), "gone already (404)")
-                                           for i in batch))
-        job = response.json()["job_status"]
-        return Waiting({"pending": rest, "deleted": deleted, "job": job["id"], "batch": batch},
-                       self.poll_seconds, f"{self.label} job {job['id']} deleting {len(batch)}")
+                jobs[response.json()["job_status"]["id"]] = batch
+        polls = cp.get("polls", 0) + 1 if jobs else 0
+        checkpoint = {"pending": pending, "deleted": deleted, "jobs": jobs, "polls": polls}
+        if jobs:
+            delay = min(self.poll_seconds, FIRST_POLL * 2 ** (polls - 1))
+            total = len(deleted) + len(pending) + sum(map(len, jobs.values()))
+            return Waiting(checkpoint, delay, f"{self.label}: deleting {total} ticket(s) in "
+                           f"bulk jobs of {BULK}", verified=tuple(verified))
+        if pending:
+            return Continue(checkpoint, note=f"{len(deleted)} deleted", verified=tuple(verified))
+        return Done({"deleted": deleted, "count": len(deleted)}, verified=tuple(verified))
 
     def _step_delete_users(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
         verified = []
