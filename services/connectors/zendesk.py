@@ -147,7 +147,16 @@ class ZendeskConnector:
         handler = getattr(self, f"_step_{run.action}", None)
         if handler is None:
             return Failed(f"{self.label} has no step {run.action!r}")
-        return handler(run, [int(u) for u in run.params.get("users", [])], run.checkpoint or {})
+        try:
+            return handler(run, [int(u) for u in run.params.get("users", [])],
+                           run.checkpoint or {})
+        except VendorError as exc:
+            if exc.status != 403:
+                raise
+            return Failed(f"{exc}. The agent whose API token DSR Desk uses lacks a permission "
+                          "this needs (deleting tickets, which Zendesk also requires for "
+                          "redaction and for deleting users), or the account lacks the feature: "
+                          "grant it, then retry. What was done so far stays done.")
 
     # Access
 

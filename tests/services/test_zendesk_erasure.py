@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import select
 
 from services import review
+from storage.db import transaction
 from storage.models import DsrRequest, ExecutionStep, PlanAction, PlanItem, RequestStatus, RequestType
 from tests.conftest import ManualClock
 from tests.workflow import file_request, registry, run_until_settled
@@ -126,3 +127,65 @@ def test_a_redaction_answered_but_not_applied_is_never_reported_done(world, sess
     redacted = plan_of(session_factory, request_id)[("ticket", str(cast["tickets"]["cc"]["id"]))]
     assert redacted.verified is None  # the record can never claim it
     assert cast["ada"]["id"] not in sandbox.state.purged_user_ids  # nothing after it ran
+
+
+def test_a_403_mid_erasure_stops_it_with_the_reason_and_a_retry_finishes_it_once(
+        world, session_factory) -> None:
+    from services import engine as eng
+
+    connectors, sandbox, clock = world
+    cast = people(sandbox)
+    sandbox.settings.can_delete_tickets = False  # the API token's agent may not delete tickets
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",))
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.NEEDS_ATTENTION
+        failed = session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "failed")).one()
+        done_before = {s.id for s in session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "done"))}
+    # Zendesk asks for the delete permission to redact too: the first redaction stops it.
+    assert failed.action == "redact_tickets" and "403" in failed.error
+    assert "lacks a permission" in failed.error and ADA not in failed.error
+    assert int(cast["tickets"]["archived"]["id"]) in sandbox.state.tickets  # nothing deleted
+    redactions = sandbox.traffic.stats.calls.copy()
+
+    sandbox.settings.can_delete_tickets = True  # an admin grants it; the team retries
+    with transaction(session_factory) as session:
+        eng.retry(session, session.get(DsrRequest, request_id), actor="U_REQUESTER",
+                  at=clock.now())
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+        assert done_before <= {s.id for s in session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "done"))}
+    # Nothing was done twice: one bulk deletion, one purge, one user deletion.
+    calls = sandbox.traffic.stats.calls
+    assert calls["DELETE /api/v2/tickets/destroy_many"] == 1
+    assert calls["DELETE /api/v2/deleted_tickets/destroy_many"] == 1
+    assert calls[f"DELETE /api/v2/users/{cast['ada']['id']}"] == 1
+    assert not any("destroy_many" in k or "/users/" in k and k.startswith("DELETE")
+                   for k in redactions)  # none of them before the failure
+    assert cast["ada"]["id"] in sandbox.state.purged_user_ids
+
+
+def test_without_the_agent_workspace_open_tickets_fall_back_and_closed_ones_ask(
+        world, session_factory) -> None:
+    connectors, sandbox, clock = world
+    cast = people(sandbox)
+    sandbox.settings.agent_workspace = False  # no comment_redactions: the old endpoint only
+    closed_cc = sandbox.add_ticket(cast["bob"]["id"], subject="Closed matter", status="closed",
+                                   collaborator_ids=[cast["ada"]["id"]],
+                                   description=f"Bob again; Ada's number is {ADA_PHONE}")
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",))
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        step = session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "failed")).one()
+    assert step.action == "redact_tickets"
+    assert f"#{closed_cc['id']} is closed and this account has no comment redaction" in step.error
+    # The open ticket someone else requested was redacted with the old endpoint meanwhile.
+    assert ADA_PHONE not in json.dumps(sandbox.state.comments[int(cast["tickets"]["cc"]["id"])])
+    assert closed_cc["id"] in sandbox.state.tickets  # never deleted: it is Bob's
