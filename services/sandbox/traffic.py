@@ -6,6 +6,7 @@ changes its state: a run with faults must end in exactly the state of a run with
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -16,6 +17,14 @@ from typing import Any
 
 # (status, retry_after or None) -> (content type, body); each vendor answers in its own format.
 ErrorBody = Callable[[int, int | None], tuple[str, bytes]]
+# (limit, remaining, seconds until the window frees a call) -> headers added to every answer that
+# passed the limit; each vendor names its rate-limit headers its own way.
+LimitHeaders = Callable[[int, int, int], list[tuple[str, str]]]
+
+
+def x_rate_limit_headers(limit: int, remaining: int, reset: int) -> list[tuple[str, str]]:
+    """The default: `X-Rate-Limit` and `X-Rate-Limit-Remaining`."""
+    return [("X-Rate-Limit", str(limit)), ("X-Rate-Limit-Remaining", str(remaining))]
 
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -54,6 +63,7 @@ class TrafficControl:
         faults: FaultPlan | None = None,
         exempt: Callable[[str], bool] = lambda path: False,
         clock: Callable[[], float] = time.monotonic,
+        limit_headers: LimitHeaders = x_rate_limit_headers,
     ) -> None:
         self.app = app
         self.error_body = error_body
@@ -61,6 +71,7 @@ class TrafficControl:
         self.faults = faults or FaultPlan()
         self.exempt = exempt
         self.clock = clock
+        self.limit_headers = limit_headers
         self.stats = TrafficStats()
         self._random = random.Random(self.faults.seed)
         self._window: deque[float] = deque()
@@ -78,6 +89,8 @@ class TrafficControl:
             decision = None if self.exempt(path) else self._decide()
             slow = bool(self.faults.slow_rate) and self._random.random() < self.faults.slow_rate
             remaining = max(0, (self.requests_per_minute or 0) - len(self._window))
+            reset = (max(1, math.ceil(60 - (self.clock() - self._window[0])))
+                     if self._window else 60)
         if decision is not None:
             status, retry_after = decision
             return self._error(start_response, status, retry_after)
@@ -85,8 +98,7 @@ class TrafficControl:
             time.sleep(self.faults.slow_seconds)
         if not self.requests_per_minute:
             return self.app(environ, start_response)
-        limit_headers = [("X-Rate-Limit", str(self.requests_per_minute)),
-                         ("X-Rate-Limit-Remaining", str(remaining))]
+        limit_headers = self.limit_headers(self.requests_per_minute, remaining, reset)
 
         def start_with_limits(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
             return start_response(status, headers + limit_headers, *exc)

@@ -4,21 +4,41 @@
     with server.serve(sandbox.wsgi) as running:
         ...  # the API is at f"{running.url}/api/v2/", every path with and without `.json`
 
-Follows `shared/docs/zendesk.md`: Basic auth (`{email}/token`, the token) or Bearer, Zendesk's
+Follows `shared/docs/zendesk.md` and Zendesk's reference (OpenAPI operations and help-center
+articles, cited beside each rule): Basic auth (`{email}/token`, the token) or Bearer, Zendesk's
 bodies and errors, offset paging (`page`, `per_page`, full `next_page` URLs, 400 past 10,000
 records) and cursor paging (`page[size]`, `meta`, `links`), search capped at 1,000 results,
-bulk calls answered with jobs, the account-wide rate limit with `Retry-After` (TrafficControl)
-and the per-endpoint limits of the contract (permanent user deletion, ticket deletion); both
-limits are off when `requests_per_minute` is None.
+bulk calls answered with jobs, the account-wide rate limit with `Retry-After` and the
+`X-Rate-Limit`/`ratelimit-*` headers (TrafficControl), and the per-endpoint limits (permanent user
+deletion, ticket deletion, search export); both limits are off when `requests_per_minute` is
+None. Time (export cursors, limits) comes from the injectable `clock`.
 
-Where the contract is silent, this stand-in answers as follows:
+Tickets, as Zendesk keeps them: closed ones refuse updates and the old redactions; archived ones
+(closed, `add_ticket(archived=True)`) are still shown by id, by search and the export, not by the
+user ticket lists; comments may hold inline images (listed with `include_inline_images=true`),
+voice comments (`VoiceComment` with `data`) and attachments, which redact to an empty
+`redacted.txt`; side conversations (`/tickets/{id}/side_conversations`) hold their own messages;
+custom fields (`custom_fields`, `fields`) are found by free text and `custom_field_<id>:`.
+The account settings `agent_workspace` and `can_delete_tickets` gate what needs them (403).
+
+`/search/export` takes the type only in `filter[type]`: a `type:` in its query is refused
+(ExportSearchResults: "Searches with type in the query string will result in an error"), its
+cursors expire after an hour and it has its own limit of 100 requests a minute.
+
+Where the reference is silent, this stand-in answers as follows:
 - `DELETE /deleted_tickets/{id}` answers a job, as Zendesk does (404 at once if the ticket is
   not soft-deleted); failed job entries read `"errors": "RecordNotFound: Not found"` and the like;
 - a soft-deleted user is still shown by `GET /users/{id}` (`active: false`) and
   `/deleted_users/{id}`, but no longer found by searches or changed by updates (404); once
   permanently deleted, `GET /users/{id}` is 404 and only `GET /deleted_users` lists what is left;
-- `/search/export` takes `type:` in the query if it agrees with `filter[type]` (zenpy sends both);
+- the refusals whose status and body the reference does not give (a type in an export's query,
+  an expired or foreign export cursor) are 400 in the Search API's error format
+  `{"error": "invalid", "description": ...}`;
 - a search property this stand-in does not know (`organization:`...) finds nothing.
+
+Test faults, not vendor behaviour: `FaultPlan` (injected 429/5xx), `fail_next_job()` (the next
+job ends `failed`) and `lose_writes(kinds)` (writes answer 200 as if applied, nothing changes:
+a misbehaving proxy), so that callers which trust an answer without reading back are caught.
 """
 
 from __future__ import annotations
@@ -29,9 +49,10 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -45,18 +66,35 @@ from services.sandbox.people import people as synthetic_people
 from services.sandbox.traffic import FaultPlan, TrafficControl
 from services.sandbox.zendesk_state import (
     MAX_IDS,
+    WRITE_KINDS,
+    AccountSettings,
     Record,
     ZendeskError,
     ZendeskState,
     bad_request,
     parse_ids,
+    search_invalid,
 )
 
 OFFSET_LIMIT = 10_000  # records reachable with offset paging
 SEARCH_LIMIT = 1_000  # results reachable with /search
 PAGE_SIZE = 100
-# name -> (calls, seconds): Zendesk's limits on single endpoints (shared/docs/zendesk.md)
-ENDPOINT_LIMITS = {"permanent_user_deletion": (700, 600.0), "ticket_deletion": (400, 60.0)}
+EXPORT_PAGE_LIMIT = 1_000  # ExportSearchResults: "a maximum of 1000 records per page"
+EXPORT_CURSOR_LIFETIME = 3_600.0  # ExportSearchResults: the after_cursor "expires after one hour"
+# name -> (calls, seconds): Zendesk's limits on single endpoints (shared/docs/zendesk.md);
+# ticket deletion: DeleteTicket "400 tickets every 1 minute"; search export: ExportSearchResults
+# "rate-limited to 100 requests per minute per account" (it counts towards the account limit too).
+ENDPOINT_LIMITS = {"permanent_user_deletion": (700, 600.0), "ticket_deletion": (400, 60.0),
+                   "search_export": (100, 60.0)}
+
+
+def zendesk_limit_headers(limit: int, remaining: int, reset: int) -> list[tuple[str, str]]:
+    """The account limit's headers: "x-rate-limit, ratelimit-limit, x-rate-limit-remaining,
+    ratelimit-remaining, ratelimit-reset" (Best practices for avoiding rate limiting; zenpy's
+    recorded answers carry the same five)."""
+    return [("X-Rate-Limit", str(limit)), ("X-Rate-Limit-Remaining", str(remaining)),
+            ("ratelimit-limit", str(limit)), ("ratelimit-remaining", str(remaining)),
+            ("ratelimit-reset", str(reset))]
 
 
 def zendesk_error_body(status: int, retry_after: int | None) -> tuple[str, bytes]:
@@ -106,6 +144,7 @@ class _Account:
     email: str
     token: str
     limits: EndpointLimits
+    clock: Callable[[], float]
 
 
 class _HexConverter(BaseConverter):
@@ -198,11 +237,41 @@ def _ticket(ticket: Record) -> Record:
     return {**ticket, "url": f"{_base()}/tickets/{ticket['id']}.json"}
 
 
+_TOKEN_PATH = "/attachments/token/"
+
+
+def _host() -> str:
+    return request.host_url.rstrip("/")
+
+
+def _attachment(attachment: Record) -> Record:
+    """The state keeps content URLs relative to the server; Zendesk answers them whole."""
+    content_url = f"{_host()}{attachment['content_url']}"
+    return {"url": f"{_base()}/attachments/{attachment['id']}.json", **attachment,
+            "content_url": content_url, "mapped_content_url": content_url}
+
+
 def _comment(comment: Record) -> Record:
-    host = request.host_url.rstrip("/")
-    attachments = [{**a, "content_url": f"{host}{a['content_url']}"}
-                   for a in comment["attachments"]]
-    return {**comment, "attachments": attachments}
+    html_body = comment["html_body"].replace(f'src="{_TOKEN_PATH}', f'src="{_host()}{_TOKEN_PATH}')
+    return {**comment, "html_body": html_body,
+            "attachments": [_attachment(a) for a in comment["attachments"]]}
+
+
+def _stored(text: str) -> str:
+    """A URL or html_body as the client has it, with this server's attachment URLs made
+    relative again, as the state keeps them."""
+    return text.replace(f"{_host()}{_TOKEN_PATH}", _TOKEN_PATH)
+
+
+def _side_conversation(conversation: Record) -> Record:
+    return {**conversation, "url": f"{_base()}/tickets/{conversation['ticket_id']}"
+                                   f"/side_conversations/{conversation['id']}"}
+
+
+def _side_event(event: Record) -> Record:
+    # Side Conversation Events, JSON format: `url` is "The API url of the side conversation"
+    return {**event, "url": f"{_base()}/tickets/{event['ticket_id']}"
+                            f"/side_conversations/{event['side_conversation_id']}"}
 
 
 def _job(job: Record) -> Record:
@@ -433,9 +502,18 @@ def show_many_tickets() -> Response:
     return _json({"tickets": [_ticket(t) for t in _state().tickets_many(ids)]})
 
 
+@_route("/tickets/<int:ticket_id>", "PUT")
+def update_ticket(ticket_id: int) -> Response:
+    """UpdateTicket: answers TicketUpdateResponse, the ticket and the audit of the change."""
+    answer = _state().update_ticket(ticket_id, _body("ticket"))
+    return _json({"ticket": _ticket(answer["ticket"]), "audit": answer["audit"]})
+
+
 @_route("/tickets/<int:ticket_id>/comments", "GET")
 def list_comments(ticket_id: int) -> Response:
-    comments = _state().ticket_comments(ticket_id)
+    """ListTicketComments; `include_inline_images=true` lists inline images as attachments."""
+    inline = request.args.get("include_inline_images", "").lower() == "true"
+    comments = _state().ticket_comments(ticket_id, include_inline_images=inline)
     if request.args.get("sort_order") == "desc":
         comments.reverse()
     return _listing("comments", comments, _comment)
@@ -443,17 +521,62 @@ def list_comments(ticket_id: int) -> Response:
 
 @_route("/tickets/<int:ticket_id>/comments/<int:comment_id>/redact", "PUT")
 def redact_comment(ticket_id: int, comment_id: int) -> Response:
+    """RedactStringInComment: `{"text": ...}`, answers TicketCommentResponse."""
     comment = _state().redact_comment(ticket_id, comment_id, _body("text"))
     return _json({"comment": _comment(comment)})
 
 
+@_route("/tickets/<int:ticket_id>/comments/<int:comment_id>/attachments/<int:attachment_id>"
+        "/redact", "PUT")
+def redact_attachment(ticket_id: int, comment_id: int, attachment_id: int) -> Response:
+    """RedactCommentAttachment (zenpy: `attachments.redact(ticket, comment, attachment_id)`,
+    which sends `{}`); answers AttachmentResponse."""
+    attachment = _state().redact_attachment(ticket_id, comment_id, attachment_id)
+    return _json({"attachment": _attachment(attachment)})
+
+
+@_route("/attachments/<int:attachment_id>", "GET")
+def show_attachment(attachment_id: int) -> Response:
+    """ShowAttachment: AttachmentResponse."""
+    return _json({"attachment": _attachment(_state().attachment_by_id(attachment_id))})
+
+
 @_route("/comment_redactions/<int:comment_id>", "PUT")
 def redact_comment_html(comment_id: int) -> Response:
-    ticket_id = _body("ticket_id")
-    if not isinstance(ticket_id, int):
-        raise bad_request("InvalidValue", "ticket_id must be an integer")
-    comment = _state().redact_comment_html(comment_id, ticket_id, _body("html_body"))
+    """RedactTicketCommentInAgentWorkspace: body `ticket_id` (required), `html_body` and
+    `external_attachment_urls` (optional); answers TicketCommentResponse."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("ticket_id"), int):
+        raise bad_request("InvalidValue", "ticket_id is required: the ID of the ticket")
+    html_body = payload.get("html_body")
+    urls = payload.get("external_attachment_urls")
+    if urls is not None and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
+        raise bad_request("InvalidValue", "external_attachment_urls must be a list of URLs")
+    comment = _state().redact_comment_html(
+        comment_id, payload["ticket_id"],
+        _stored(html_body) if isinstance(html_body, str) else html_body,
+        [_stored(url) for url in urls or []])
     return _json({"comment": _comment(comment)})
+
+
+@_route("/tickets/<int:ticket_id>/side_conversations", "GET")
+def list_side_conversations(ticket_id: int) -> Response:
+    """Side Conversations API, List Side Conversations."""
+    conversations = _state().ticket_side_conversations(ticket_id)
+    return _listing("side_conversations", conversations, _side_conversation)
+
+
+@_route("/tickets/<int:ticket_id>/side_conversations/<uuid:conversation_id>", "GET")
+def show_side_conversation(ticket_id: int, conversation_id: uuid.UUID) -> Response:
+    conversation = _state().side_conversation(ticket_id, str(conversation_id))
+    return _json({"side_conversation": _side_conversation(conversation)})
+
+
+@_route("/tickets/<int:ticket_id>/side_conversations/<uuid:conversation_id>/events", "GET")
+def list_side_conversation_events(ticket_id: int, conversation_id: uuid.UUID) -> Response:
+    """Side Conversation Events: the messages (subject, body, html_body, from, to)."""
+    events = _state().side_conversation_events(ticket_id, str(conversation_id))
+    return _listing("events", events, _side_event)
 
 
 @_route("/tickets/<int:ticket_id>", "DELETE")
@@ -509,13 +632,50 @@ def search_count() -> Response:
 
 @_route("/search/export", "GET")
 def search_export() -> Response:
+    """ExportSearchResults: one type, in `filter[type]` only; cursor paging forward only ("The
+    `prev` property is always null because backward pagination is not supported"), at most 1,000
+    a page, ordered by `created_at`, no `count`; each `after_cursor` expires after one hour; 100
+    requests a minute per account."""
+    _limit("search_export")
     kind = request.args.get("filter[type]")
     if kind not in ("ticket", "user", "organization", "group"):
         raise bad_request("InvalidValue",
                           "filter[type] is required: ticket, user, organization or group")
+    size = _int_arg("page[size]", PAGE_SIZE)
+    if not 1 <= size <= EXPORT_PAGE_LIMIT:
+        raise _invalid_pagination(f"page[size] must be between 1 and {EXPORT_PAGE_LIMIT}")
+    if "page[before]" in request.args:
+        raise search_invalid("Invalid search: backward pagination is not supported")
     results = _state().search(request.args.get("query", ""), only_type=kind)
-    page, paging = _cursor_page(results, lambda r: (r["created_at"], r["id"]), max_size=1000)
-    return _json({"results": [_result(r) for r in page], "facets": None, **paging})
+    keys = [(r["created_at"], r["id"]) for r in results]
+    start = 0
+    if after := request.args.get("page[after]"):
+        start = bisect_right(keys, _export_position(after))
+    page = results[start:start + size]
+    has_more = start + size < len(results)
+    after_cursor = (_cursor([*keys[start + len(page) - 1], _account().clock()])
+                    if page else None)
+    links = {"next": _url(**{"page[size]": size, "page[after]": after_cursor})
+             if has_more else None, "prev": None}
+    meta = {"has_more": has_more, "after_cursor": after_cursor, "before_cursor": None}
+    return _json({"results": [_result(r) for r in page], "facets": None, "meta": meta,
+                  "links": links})
+
+
+def _export_position(raw: str) -> tuple[Any, ...]:
+    """Where an export cursor points, if this export gave it less than an hour ago."""
+    try:
+        created_at, record_id, issued = json.loads(
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        position = (str(created_at), int(record_id))
+        issued = float(issued)
+    except (ValueError, TypeError, binascii.Error):
+        raise search_invalid("Invalid search: page[after] is not a cursor of this export") \
+            from None
+    if _account().clock() - issued >= EXPORT_CURSOR_LIFETIME:
+        raise search_invalid("Invalid search: the cursor has expired; cursors of an export "
+                             "live one hour, start the export again")
+    return position
 
 
 @_route("/job_statuses/<hex:job_id>", "GET")
@@ -538,16 +698,20 @@ def _attachment_content(token: str) -> Response:
     attachment = _state().attachment(token)
     if attachment is None:
         return _json({"error": "RecordNotFound", "description": "Not found"}, 404)
+    if attachment["size"] == 0:  # a redacted attachment: the empty "redacted.txt"
+        return Response(b"", mimetype="text/plain")
     content = f"Sandbox attachment {attachment['file_name']} (synthetic data)\n".encode()
     return Response(content, mimetype=attachment["content_type"])
 
 
-def create_app(state: ZendeskState, *, email: str, token: str,
-               endpoint_limits: bool = True) -> Flask:
-    """The stand-in's Flask app over `state`; `endpoint_limits` turns on the per-endpoint 429s."""
+def create_app(state: ZendeskState, *, email: str, token: str, endpoint_limits: bool = True,
+               clock: Callable[[], float] = time.monotonic) -> Flask:
+    """The stand-in's Flask app over `state`; `endpoint_limits` turns on the per-endpoint 429s;
+    `clock` (seconds) times those limits and the export cursors."""
     app = Flask(__name__)
     app.url_map.converters["hex"] = _HexConverter
-    app.extensions["zendesk"] = _Account(state, email, token, EndpointLimits(endpoint_limits))
+    app.extensions["zendesk"] = _Account(state, email, token,
+                                         EndpointLimits(endpoint_limits, clock=clock), clock)
     app.register_blueprint(bp)
     app.add_url_rule("/attachments/token/<token>/", view_func=_attachment_content)
 
@@ -573,19 +737,46 @@ def create_app(state: ZendeskState, *, email: str, token: str,
 
 
 class ZendeskSandbox:
-    """A seeded Zendesk account served as WSGI (`wsgi`), for simulation mode and tests."""
+    """A seeded Zendesk account served as WSGI (`wsgi`), for simulation mode and tests.
+
+    `clock` (seconds, monotonic) drives the rate limits and export cursor expiry, so tests move
+    time instead of waiting. `agent_workspace` and `can_delete_tickets` are the account settings
+    (`settings`, changeable later). `lost_writes` names kinds of write (WRITE_KINDS) that answer
+    as if applied but change nothing: a test fault, not Zendesk behaviour.
+    """
 
     def __init__(self, *, seed: int = 0, people: int = 40,
                  requests_per_minute: int | None = 700, faults: FaultPlan | None = None,
                  job_polls: int = 2, email: str = "agent@example.com",
-                 token: str = "sandbox-token") -> None:
-        self.state = ZendeskState(seed=seed, job_polls=job_polls, api_email=email)
+                 token: str = "sandbox-token", clock: Callable[[], float] = time.monotonic,
+                 agent_workspace: bool = True, can_delete_tickets: bool = True,
+                 lost_writes: Iterable[str] = ()) -> None:
+        settings = AccountSettings(agent_workspace=agent_workspace,
+                                   can_delete_tickets=can_delete_tickets)
+        self.state = ZendeskState(seed=seed, job_polls=job_polls, api_email=email,
+                                  settings=settings)
         self.state.seed_people(synthetic_people(people, seed))
+        self.state.lose(lost_writes)
         self.app = create_app(self.state, email=email, token=token,
-                              endpoint_limits=requests_per_minute is not None)
+                              endpoint_limits=requests_per_minute is not None, clock=clock)
         self.traffic = TrafficControl(self.app, zendesk_error_body,
-                                      requests_per_minute=requests_per_minute, faults=faults)
+                                      requests_per_minute=requests_per_minute, faults=faults,
+                                      clock=clock, limit_headers=zendesk_limit_headers)
         self.wsgi = self.traffic
+
+    @property
+    def settings(self) -> AccountSettings:
+        """The account settings; assign their fields to change them (`can_delete_tickets`...)."""
+        return self.state.settings
+
+    def lose_writes(self, kinds: Iterable[str] = WRITE_KINDS) -> None:
+        """Test fault: from now on these kinds of write answer as if applied and change nothing
+        (all of WRITE_KINDS by default; `()` ends the fault). `sandbox.state.lost` lists them."""
+        self.state.lose(kinds)
+
+    def fail_next_job(self, message: str = "Failed: the job could not be completed") -> None:
+        """Test fault: the next bulk job ends `failed` with `message`, without effect."""
+        self.state.fail_next_job(message)
 
     def add_user(self, name: str, email: str | None = None, phone: str | None = None,
                  external_id: str | None = None, role: str = "end-user") -> Record:
@@ -594,11 +785,19 @@ class ZendeskSandbox:
     def add_ticket(self, requester_id: int, *, subject: str, description: str,
                    status: str = "open", collaborator_ids: Iterable[int] = (),
                    assignee_id: int | None = None, comments: Iterable[str] = (),
-                   attachment: bool = False) -> Record:
+                   attachment: bool = False, archived: bool = False,
+                   inline_image: bool = False, side_conversations: Iterable[str] = (),
+                   voice_comment: bool = False,
+                   custom_fields: Mapping[int, Any] | None = None) -> Record:
+        """A ticket (see ZendeskState.add_ticket); the extras are off unless asked for."""
         return self.state.add_ticket(requester_id, subject=subject, description=description,
                                      status=status, collaborator_ids=tuple(collaborator_ids),
                                      assignee_id=assignee_id, comments=tuple(comments),
-                                     attachment=attachment)
+                                     attachment=attachment, archived=archived,
+                                     inline_image=inline_image,
+                                     side_conversations=tuple(side_conversations),
+                                     voice_comment=voice_comment,
+                                     custom_fields=dict(custom_fields or {}))
 
     def snapshot(self) -> Record:
         """Users, identities, tickets, comments, deletions and suspensions; no volatile data."""
