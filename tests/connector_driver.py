@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from services.connectors.base import (
+    Candidate,
     Connector,
     Continue,
     Done,
     Failed,
     Outcome,
+    PlanEntry,
     RequestSpec,
     RetryLater,
     StepRun,
@@ -62,6 +65,27 @@ def drive(connector: Connector, spec: RequestSpec, sink: MemorySink | None = Non
         else:
             raise AssertionError(f"{step.action} did not finish in {max_runs} runs")
     return trace
+
+
+def review(connector: Connector, spec: RequestSpec, choose=None,  # noqa: ANN001
+           sink: MemorySink | None = None) -> tuple[RequestSpec, list[Candidate]]:
+    """An erasure's discovery, run to the end, and its plan: each candidate's proposed action,
+    or what `choose(candidate)` returns. Returns the spec carrying the plan, and the candidates."""
+    candidates: list[Candidate] = []
+    for step in connector.discover(spec):
+        checkpoint = None
+        while True:
+            outcome = connector.run_step(StepRun(step.action, step.params, checkpoint, spec, {},
+                                                 sink or MemorySink()))
+            if isinstance(outcome, Done):
+                candidates += outcome.candidates
+                break
+            if isinstance(outcome, Failed):
+                raise AssertionError(f"discovery failed: {outcome.reason}")
+            checkpoint = getattr(outcome, "checkpoint", checkpoint)
+    plan = tuple(PlanEntry(c.kind, c.record_id, choose(c) if choose else c.proposed)
+                 for c in candidates)
+    return replace(spec, plan=plan), candidates
 
 
 def summaries(trace: list[tuple[str, Outcome]]) -> dict[str, dict[str, Any]]:
