@@ -34,3 +34,14 @@ class ScriptedConnector:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+
+class EpochClock:
+    """A rehearsal clock in seconds since the epoch (a vendor's time, a connector's): moved by
+    the tests, never waited on."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -9,6 +9,7 @@ headers hold credentials, so neither reaches a message or a log line.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -65,6 +66,11 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# Each HTTP exchange leaves httpx/httpcore objects in reference cycles (a closed connection,
+# its stream and request), which only a full collection frees; between full collections they
+# pile up with the number of calls, so a long export's peak memory grew with its size (1.5x
+# for 10x the tickets). Collecting every few hundred calls keeps it flat, for a few ms each.
+COLLECT_EVERY = 250
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -160,6 +166,8 @@ class VendorHTTP:
         self._await_rate_limit()
         with self._slots:
             self.calls += 1
+            if self.calls % COLLECT_EVERY == 0:
+                gc.collect()
             try:
                 if _stream:
                     auth = kwargs.pop("auth", None)

@@ -316,7 +316,8 @@ class ZendeskConnector:
             label = f"user #{user_id}: {finder.mask_all(user.get('name') or '')}"
             candidates.append(Candidate("user", str(user_id), "subject", state, (label,),
                                         PlanAction.DELETE, (PlanAction.DELETE, PlanAction.LEAVE)))
-            for relation in RELATIONS:
+            # Only agents are assigned tickets: an end user's assigned tickets are not searched.
+            for relation in RELATIONS[:2] if user.get("role") == "end-user" else RELATIONS:
                 for ticket in self._search_tickets(f"{relation}:{user_id}"):
                     tickets[ticket["id"]] = ticket
                     relations.setdefault(ticket["id"], set()).add(relation)

@@ -35,22 +35,13 @@ from PureCloudPlatformClientV2.rest import ApiException
 from services.sandbox.genesys import GenesysSandbox, Presigner, results_path
 from services.sandbox.server import RunningServer, serve
 from services.sandbox.traffic import FaultPlan
+from tests.fakes import EpochClock as Clock
 
 ERROR_KEYS = {"message", "code", "status", "messageParams", "contextId", "details", "errors"}
 RATE_LIMITED_KEYS = ERROR_KEYS - {"messageParams"}  # the normalized 429 body
 CLIENT = ("sandbox-client", "sandbox-secret")
 PERMISSIONS = {"gdpr:request:add", "gdpr:request:view", "gdpr:subject:view"}
 DAY = 86400.0
-
-
-class Clock:
-    """A rehearsal clock: the org's time, moved by the tests."""
-
-    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Switch:

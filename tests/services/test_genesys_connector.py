@@ -27,19 +27,10 @@ from services.subjects import Identifier
 from storage.models import IdentifierKind as K
 from storage.models import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, summaries
+from tests.fakes import EpochClock as Clock
 
 FAST = Limits(backoff_base=0.001, backoff_max=0.01)
 DAY = 86400.0
-
-
-class Clock:
-    """The rehearsal clock shared by the stand-in and the connector: moved, never waited on."""
-
-    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Spy:
