@@ -223,7 +223,22 @@ class ZendeskConnector:
             if profile:
                 self.http.call("PUT", f"/users/{user_id}", json={"user": profile})
                 changed.extend(profile)
-        return Done({"users": len(users), "fields": sorted(set(changed))})
+            if wrong := self._not_yet(user_id, run.spec.new_values):
+                return Failed(f"{self.label} user {user_id} does not show the corrected "
+                              f"{', '.join(wrong)} when read back: the change was answered but "
+                              "not applied. Nothing is reported done; check it, then retry.")
+        return Done({"users": len(users), "fields": sorted(set(changed)),
+                     "verified": "read back: each corrected value shown"})
+
+    def _not_yet(self, user_id: int, new_values: Sequence[Identifier]) -> list[str]:
+        """The corrected values the user (and its identities) does not show yet."""
+        user = self._json("GET", f"/users/{user_id}")["user"]
+        emails = {i["value"].lower() for i in self._json(
+            "GET", f"/users/{user_id}/identities").get("identities", []) if i.get("type") == "email"}
+        shown = {IdentifierKind.NAME: lambda v: user.get("name") == v,
+                 IdentifierKind.PHONE: lambda v: user.get("phone") == v,
+                 IdentifierKind.EMAIL: lambda v: v.lower() in emails}
+        return [new.kind.value for new in new_values if not shown[new.kind](new.value)]
 
     def _replace_email(self, user_id: int, old_emails: set[str], new_email: str) -> None:
         identities = self._json("GET", f"/users/{user_id}/identities").get("identities", [])
@@ -241,7 +256,11 @@ class ZendeskConnector:
     def _step_suspend_users(self, run: StepRun, users: list[int], _: dict) -> Outcome:
         for user_id in users:
             self.http.call("PUT", f"/users/{user_id}", json={"user": {"suspended": True}})
-        return Done({"suspended_users": len(users)})
+            if not self._json("GET", f"/users/{user_id}")["user"].get("suspended"):
+                return Failed(f"{self.label} user {user_id} is not suspended when read back: "
+                              "the change was answered but not applied. Nothing is reported "
+                              "done; check it, then retry.")
+        return Done({"suspended_users": len(users), "verified": "read back: suspended"})
 
     # Erasure: discovery (read-only), then exactly the approved plan, each action read back
 

@@ -64,6 +64,8 @@ WRITE_KINDS = frozenset({
     "comment_redaction",  # PUT /comment_redactions/{cid}
     "redact_attachment",  # PUT /tickets/{tid}/comments/{cid}/attachments/{aid}/redact
     "update_ticket",  # PUT /tickets/{id}
+    "update_user",  # PUT /users/{id}
+    "update_identity",  # PUT /users/{id}/identities/{iid}
     "delete_ticket",  # DELETE /tickets/{id}
     "delete_tickets_job",  # DELETE /tickets/destroy_many
     "purge_tickets_job",  # DELETE /deleted_tickets/{id}, /deleted_tickets/destroy_many
@@ -632,7 +634,8 @@ class ZendeskState:
 
     @_locked
     def update_user(self, user_id: int, changes: Record) -> Record:
-        return copy.deepcopy(self._update_user(user_id, changes))
+        with self._write("update_user", user_id):
+            return copy.deepcopy(self._update_user(user_id, changes))
 
     @_locked
     def update_users_job(self, changes_by_id: dict[int, Record]) -> Record:
@@ -730,6 +733,10 @@ class ZendeskState:
 
     @_locked
     def update_identity(self, user_id: int, identity_id: int, changes: Record) -> Record:
+        with self._write("update_identity", identity_id):
+            return self._update_identity(user_id, identity_id, changes)
+
+    def _update_identity(self, user_id: int, identity_id: int, changes: Record) -> Record:
         self._active_user(user_id)
         identity = self._identity(user_id, identity_id)
         value = changes.get("value", identity["value"]) if isinstance(changes, dict) else None

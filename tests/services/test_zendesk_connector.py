@@ -99,8 +99,23 @@ def test_rectification_and_objection(connector, sandbox) -> None:
         "Ada King", "ada.king@example.org", "+15557779999")
     objection = RequestSpec("DSR-000008", RequestType.OBJECTION, (),
                             [{"record_id": str(user["id"]), "label": "", "details": {}}])
-    assert summaries(drive(connector, objection)) == {"suspend_users": {"suspended_users": 1}}
+    assert summaries(drive(connector, objection)) == {"suspend_users": {
+        "suspended_users": 1, "verified": "read back: suspended"}}
     assert sandbox.state.users[user["id"]]["suspended"] is True
+
+
+def test_a_correction_answered_but_not_applied_is_not_reported_done(connector, sandbox) -> None:
+    user = subject(sandbox)
+    sandbox.lose_writes({"update_user", "update_identity"})
+    *_, (action, outcome) = drive(connector, spec(connector, RequestType.RECTIFICATION,
+                                                  new_values=(Identifier(K.NAME, "Ada King"),)))
+    assert action == "rectify_users" and isinstance(outcome, Failed)
+    assert "does not show the corrected name when read back" in outcome.reason
+    objection = RequestSpec("DSR-000008", RequestType.OBJECTION, (),
+                            [{"record_id": str(user["id"]), "label": "", "details": {}}])
+    *_, (action, outcome) = drive(connector, objection)
+    assert action == "suspend_users" and isinstance(outcome, Failed)
+    assert sandbox.state.users[user["id"]]["suspended"] is False
 
 
 def test_erasure_in_the_documented_order_with_bulk_batches(connector, sandbox) -> None:
