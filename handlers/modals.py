@@ -200,6 +200,8 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
             text=f"{reference} " + ("is in review" if in_review else "awaits approval"),
             blocks=request_message_blocks(deps, reference))
         service.set_thread(reference, channel=posted["channel"], ts=posted["ts"])
+        if in_review:
+            deps.wake_worker()  # its discovery starts now, not at the next scheduled run
         client.views_update(view_id=view_id, view=done_modal(
             f":mag_right: {reference} is in review: the bot is finding the subject's data. In its "
             f"thread in <#{deps.approvals_channel}> you then review what the erasure would do, "
