@@ -69,7 +69,7 @@ def add_victim(sandbox: ZendeskSandbox) -> None:
         sandbox.add_ticket(user["id"], subject=f"Order {n}", description="x", status="closed",
                            comments=[f"Reply to {VICTIM}"])
     other = sandbox.add_user("Colleague", email="colleague@example.net")
-    for n in range(5):
+    for n in range(30):  # someone else's tickets: redacted one per run, the step kept running
         sandbox.add_ticket(other["id"], subject=f"Note {n}", description="x", status="open",
                            comments=[f"Mary Somerville ({VICTIM}) called"])
 
@@ -101,16 +101,18 @@ def test_worker_killed_mid_erasure_finishes_after_restart(database_url, tmp_path
         request_id = file_request(factory, connectors_for(server.url, tmp_path), clock,
                                   RequestType.ERASURE, VICTIM, systems=("zendesk",))
 
-        def deleting_midway() -> bool:
+        def redacting_midway() -> bool:
             with factory() as session:
                 step = session.exec(select(ExecutionStep).where(
                     ExecutionStep.request_id == request_id,
-                    ExecutionStep.action == "delete_tickets")).one()
-                # running again while its bulk jobs are in flight: reading them back
-                return step.status == StepStatus.RUNNING and bool((step.checkpoint or {}).get("jobs"))
+                    ExecutionStep.action == "redact_tickets")).one()
+                # between its runs the step stays RUNNING (Continue): killed there, it was left
+                # running by a crash, and the restarted worker resumes it from its checkpoint
+                return step.status == StepStatus.RUNNING and \
+                    (step.checkpoint or {}).get("index", 0) >= 5
 
         first = start_worker(database_url, server.url, "replica-a")
-        wait_for(deleting_midway, what="the deletion jobs to be in flight")
+        wait_for(redacting_midway, what="the redaction to be part-way")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         with factory() as session:
