@@ -189,3 +189,22 @@ def test_without_the_agent_workspace_open_tickets_fall_back_and_closed_ones_ask(
     # The open ticket someone else requested was redacted with the old endpoint meanwhile.
     assert ADA_PHONE not in json.dumps(sandbox.state.comments[int(cast["tickets"]["cc"]["id"])])
     assert closed_cc["id"] in sandbox.state.tickets  # never deleted: it is Bob's
+
+
+def test_a_plan_that_leaves_everything_completes_without_a_vendor_write(world, session_factory) -> None:
+    connectors, sandbox, clock = world
+    people(sandbox)
+    before = sandbox.snapshot()
+
+    def leave_all(session, request) -> None:
+        for item in session.exec(select(PlanItem).where(PlanItem.request_id == request.id)):
+            review.set_action(session, request, item.id, PlanAction.LEAVE, actor="U_REQUESTER",
+                              at=clock.now())
+
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",), review=leave_all)
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+        assert not session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.phase == "execution")).all()
+    assert sandbox.snapshot() == before
