@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         description="Use a running Genesys stand-in (dsr-desk sandbox serve) for simulations.",
     )
     sandbox_zendesk_url: str = Field(default="", validation_alias="DSR_SANDBOX_ZENDESK_URL")
+    sandbox_genesys_request_seconds: float = Field(
+        default=0.0, ge=0.0, le=14 * 86400.0, validation_alias="DSR_SANDBOX_GENESYS_REQUEST_SECONDS",
+        description="How long a simulated Genesys GDPR request takes (real ones take days): "
+                    "training then shows the polling and its growing delay.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -49,8 +49,10 @@ class Sandboxes:
             self._start(system, listener)
 
     def _start(self, system: str, listener: socket.socket | None = None) -> None:
+        options = {"request_seconds": self.settings.sandbox_genesys_request_seconds} \
+            if system == "genesys" else {}
         sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
-                                people=self.settings.sandbox_people)
+                                people=self.settings.sandbox_people, **options)
         self.instances[system] = sandbox
         self._running[system] = server.start(sandbox.wsgi, listener=listener)
 

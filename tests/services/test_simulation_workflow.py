@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from services import audit
+from services.connectors.base import RequestSpec, Waiting
+from services.sandbox.people import people
 from services.sandbox.traffic import FaultPlan
 from services.subjects import Identifier
 from storage import migrate
@@ -22,6 +24,7 @@ from storage.models import (
     StepStatus,
 )
 from tests.conftest import ManualClock
+from tests.connector_driver import drive
 from tests.workflow import file_request, registry, run_until_settled
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -91,3 +94,16 @@ def test_requests_complete_with_faults_exactly_as_without(session_factory, tmp_p
     exported = worker.sinks_written
     assert any(k[1] == "genesys" and v.files for k, v in exported.items())
     assert any(k[1] == "zendesk" and v.files for k, v in exported.items())
+
+
+def test_simulated_genesys_requests_can_take_the_time_real_ones_do(tmp_path) -> None:
+    """DSR_SANDBOX_GENESYS_REQUEST_SECONDS: training shows a request waiting, polled later."""
+    connectors = registry(tmp_path, DSR_SANDBOX_GENESYS_REQUEST_SECONDS=3600)
+    genesys = connectors("genesys", True)
+    assert connectors.sandboxes.instances["genesys"].state.request_seconds == 3600
+    [match] = genesys.search_subjects([Identifier(IdentifierKind.EMAIL, people(6, 0)[0].email)])
+    spec = RequestSpec("DSR-000001", RequestType.ACCESS, (), [
+        {"record_id": match.record_id, "label": match.label, "details": match.details}])
+    *_, (_, outcome) = drive(genesys, spec, long_wait=0)  # stops at the first wait
+    assert isinstance(outcome, Waiting) and "checking it in" in outcome.note
+    connectors.sandboxes.stop()
