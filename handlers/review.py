@@ -13,7 +13,6 @@ from slack_sdk import WebClient
 from handlers.deps import Deps, acknowledge, replies_errors
 from handlers.ids import Action, Callback
 from handlers.modals import post_in_thread, refresh_request_message
-from handlers.views.common import escape
 from handlers.views.request import done_modal
 from handlers.views.review import PAGE_SIZE, review_modal, summary_text
 from services.errors import DsrError
@@ -40,7 +39,7 @@ def _announce_plan(deps: Deps, client: WebClient, reference: str, user: str) -> 
     request = refresh_request_message(deps, client, reference)
     _, summary, _ = deps.service.plan_summary(reference)
     post_in_thread(client, request, f":clipboard: <@{user}> sent the reviewed plan for "
-                   f"approval:\n{escape(summary_text(summary))}")
+                   f"approval:\n{summary_text(summary)}")
 
 
 def register(app: App, deps: Deps) -> None:
@@ -72,17 +71,20 @@ def register(app: App, deps: Deps) -> None:
         if problem is None:
             refresh_request_message(deps, client, reference)
 
+    @replies_errors
     def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         item_id = int(body["actions"][0]["block_id"].removeprefix("line:"))
         chosen = action["selected_option"]["value"]
         _rerender(body, client, lambda ref, user, _: service.set_plan_action(
             ref, item_id, chosen, actor=user))
 
+    @replies_errors
     def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         group, _, chosen = action["selected_option"]["value"].partition("|")
         _rerender(body, client, lambda ref, user, _: service.set_plan_group(
             ref, group, chosen, actor=user))
 
+    @replies_errors
     def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
         reference, _ = _where(body)
