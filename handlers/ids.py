@@ -46,3 +46,4 @@ class Action(StrEnum):
     PLAN_LINE = "plan_line"  # the action of one line
     PLAN_GROUP = "plan_group"  # one action for every line of a group
     PLAN_PAGE = "plan_page"  # Next / Previous
+    REVIEW_AGAIN = "review_again"  # an erasure that needs attention goes back to review

@@ -105,7 +105,18 @@ def register(app: App, deps: Deps) -> None:
         threading.Thread(target=_announce_plan, args=(deps, client, request.reference, user),
                          daemon=True).start()
 
+    @replies_errors
+    def review_again(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                     respond: Respond) -> None:
+        user, reference = body["user"]["id"], action["value"]
+        request = service.review_again(reference, actor=user)
+        refresh_request_message(deps, client, reference)
+        post_in_thread(client, request, f":mag_right: <@{user}> is reviewing the plan again: "
+                       "what was done stays done; the search runs again for what is new.")
+        deps.wake_worker()
+
     app.action(Action.REVIEW_PLAN)(ack=acknowledge, lazy=[open_review])
+    app.action(Action.REVIEW_AGAIN)(ack=acknowledge, lazy=[review_again])
     app.action(Action.PLAN_LINE)(ack=acknowledge, lazy=[change_line])
     app.action(Action.PLAN_GROUP)(ack=acknowledge, lazy=[change_group])
     app.action(re.compile(f"^{Action.PLAN_PAGE}:"))(ack=acknowledge, lazy=[turn_page])

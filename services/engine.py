@@ -134,7 +134,7 @@ def schedule_discovery(session: Session, request: DsrRequest, connectors: Connec
         found = discover(request_spec(session, request, covered.system)) if discover else []
         if found:
             planned += [(covered.system, step) for step in found]
-        else:
+        elif not review.has_lines(session, request.id, covered.system):
             review.store_confirmed(session, request, covered, at=at)
     steps = _add_steps(session, request, planned, StepPhase.DISCOVERY, at)
     audit.record(session, action="request.discovery_planned", actor=SYSTEM_ACTOR, at=at,
@@ -148,13 +148,17 @@ def schedule_discovery(session: Session, request: DsrRequest, connectors: Connec
 def schedule(
     session: Session, request: DsrRequest, connectors: ConnectorProvider, *, at: datetime
 ) -> list[ExecutionStep]:
-    """Plan the request's steps (once; a second call returns the existing plan). An erasure's
-    steps carry out its approved plan; one whose plan leaves everything completes at once."""
+    """Plan the request's steps (once; a second call returns the steps still to run). An
+    erasure's steps carry out the lines of its approved plan not done yet (all of them, unless
+    it was reviewed again after a failure); one whose plan leaves everything completes at once."""
     existing = session.exec(
         select(ExecutionStep).where(ExecutionStep.request_id == request.id,
-                                    ExecutionStep.phase == StepPhase.EXECUTION)
+                                    ExecutionStep.phase == StepPhase.EXECUTION,
+                                    ExecutionStep.status != StepStatus.CANCELED)
         .order_by(ExecutionStep.position)
     ).all()
+    if request.type == RequestType.ERASURE:  # steps done before a review again stay done
+        existing = [s for s in existing if s.status != StepStatus.DONE]
     if existing:
         return list(existing)
     planned = []
@@ -181,6 +185,25 @@ def schedule(
         notify.enqueue(session, request.id, "request.completed",
                        "Nothing to do: the approved plan leaves everything as it is.", at)
     return steps
+
+
+def review_again(session: Session, request: DsrRequest, connectors: ConnectorProvider, *,
+                 actor: str, at: datetime) -> list[ExecutionStep]:
+    """An erasure that needs attention goes back to review: the steps it had not finished are
+    canceled (what they did stays done, and so do the plan's lines), discovery runs again and
+    adds what is new (a ticket filed since), and the plan goes to the approvers again."""
+    unfinished = session.exec(select(ExecutionStep).where(
+        ExecutionStep.request_id == request.id, ExecutionStep.phase == StepPhase.EXECUTION,
+        ExecutionStep.status.not_in([StepStatus.DONE, StepStatus.CANCELED]))).all()
+    for step in unfinished:
+        step.status, step.finished_at, step.next_run_at = StepStatus.CANCELED, at, None
+        session.add(step)
+    transition(session, request, RequestStatus.IN_REVIEW, actor=actor, at=at,
+               reason="reviewed again", details={"canceled_steps": [s.id for s in unfinished]})
+    request.status, request.plan_sha256 = RequestStatus.IN_REVIEW, None
+    session.add(request)
+    session.flush()
+    return schedule_discovery(session, request, connectors, at=at)
 
 
 def retry(session: Session, request: DsrRequest, *, actor: str, at: datetime) -> int:
@@ -264,7 +287,7 @@ class Worker:
             earlier.request_id == step.request_id,
             earlier.system == step.system,
             earlier.position < step.position,
-            earlier.status != StepStatus.DONE,
+            earlier.status.not_in([StepStatus.DONE, StepStatus.CANCELED]),
         )
         due = sa.or_(
             sa.and_(
@@ -473,7 +496,8 @@ class Worker:
             return
         open_steps = session.exec(
             select(sa.func.count()).select_from(ExecutionStep).where(
-                ExecutionStep.request_id == request.id, ExecutionStep.status != StepStatus.DONE
+                ExecutionStep.request_id == request.id,
+                ExecutionStep.status.not_in([StepStatus.DONE, StepStatus.CANCELED]),
             )
         ).one()
         if open_steps or request.status != RequestStatus.IN_PROGRESS:

@@ -4,7 +4,8 @@
                                \\-> rejected            \\-> needs_attention -> in_progress (retry)
     An erasure is reviewed first: received -> in_review -> pending_approval; while it awaits
     approval the requester may take its plan back to in_review (the approvals so far then no
-    longer count: they approved another plan).
+    longer count: they approved another plan); one that needs attention may go back to in_review
+    (review again: what is done stays done, what is new is added, the plan is approved again).
     canceled: from received, in_review, pending_approval, approved and needs_attention.
     A request that is executing (in_progress) cannot be canceled half-way: it either completes or
     stops in needs_attention, where the team decides.
@@ -28,7 +29,7 @@ ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.IN_REVIEW, S.CANCELED}),
     S.APPROVED: frozenset({S.IN_PROGRESS, S.CANCELED}),
     S.IN_PROGRESS: frozenset({S.COMPLETED, S.NEEDS_ATTENTION}),
-    S.NEEDS_ATTENTION: frozenset({S.IN_PROGRESS, S.CANCELED}),
+    S.NEEDS_ATTENTION: frozenset({S.IN_PROGRESS, S.IN_REVIEW, S.CANCELED}),
     S.COMPLETED: frozenset(),
     S.REJECTED: frozenset(),
     S.CANCELED: frozenset(),

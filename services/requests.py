@@ -172,6 +172,22 @@ class RequestService:
             return review.set_group(session, request, group, _plan_action(action), actor=actor,
                                     at=self.clock.now())
 
+    def review_again(self, ref: str | int, *, actor: str) -> DsrRequest:
+        """An erasure that needs attention (a ticket filed since its review, a line left that
+        blocks the rest) goes back to review; its requester reviews, approvers approve again."""
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            if actor != request.requester_slack_id:
+                raise PermissionDenied("Only the person who filed the request reviews its plan.")
+            if request.type != RequestType.ERASURE or \
+                    request.status != RequestStatus.NEEDS_ATTENTION:
+                raise InvalidRequest(f"{request.reference} is {request.status}: only an erasure "
+                                     "that needs attention is reviewed again.")
+            engine.review_again(session, request, self.connectors, actor=actor,
+                                at=self.clock.now())
+            session.refresh(request)
+            return request
+
     def submit_plan(self, ref: str | int, *, actor: str) -> DsrRequest:
         with transaction(self.sessions) as session:
             request = self._get(session, ref, lock=True)

@@ -58,14 +58,30 @@ class PlanPage:
 
 def store_candidates(session: Session, request: DsrRequest, system: str,
                      candidates: Sequence[Candidate], *, at: datetime) -> None:
-    """A discovery's findings become the system's plan lines (a new discovery replaces them)."""
-    session.execute(sa.delete(PlanItem).where(PlanItem.request_id == request.id,
-                                              PlanItem.system == system))
-    session.add_all(PlanItem(
-        request_id=request.id, system=system, kind=c.kind, record_id=c.record_id, group=c.group,
-        vendor_status=c.vendor_status[:32], found=list(c.found)[:12], proposed=c.proposed,
-        action=c.proposed, allowed=[a.value for a in c.allowed], warning=c.warning[:300],
-    ) for c in candidates)
+    """A discovery's findings become the system's plan lines. A discovery run again (a review
+    again) keeps what was done and what the reviewer chose: a line done stays as it is and can
+    no longer change; a line not done keeps its action; a new record gets a new line; a record
+    no longer found loses its line, unless it was done."""
+    earlier = {(i.kind, i.record_id): i for i in session.exec(select(PlanItem).where(
+        PlanItem.request_id == request.id, PlanItem.system == system))}
+    found = {(c.kind, c.record_id) for c in candidates}
+    for key, item in earlier.items():
+        if item.done_at is not None:
+            item.allowed = [item.action]
+            session.add(item)
+        elif key not in found:
+            session.delete(item)
+    for c in candidates:
+        item = earlier.get((c.kind, c.record_id))
+        if item is not None and item.done_at is not None:
+            continue
+        line = item or PlanItem(request_id=request.id, system=system, kind=c.kind,
+                                record_id=c.record_id, action=c.proposed)
+        line.group, line.vendor_status, line.found = c.group, c.vendor_status[:32], list(c.found)[:12]
+        line.proposed, line.allowed, line.warning = c.proposed, [a.value for a in c.allowed], c.warning[:300]
+        if str(line.action) not in line.allowed:
+            line.action = c.proposed
+        session.add(line)
     counts = Counter(f"{c.kind}:{c.proposed.value}" for c in candidates)
     audit.record(session, action="plan.found", actor="dsr-desk", at=at, request_id=request.id,
                  details={"system": system, "proposed": dict(sorted(counts.items()))})
@@ -92,9 +108,16 @@ def mark_verified(session: Session, request_id: int, system: str, verified: Sequ
 
 
 def approved_entries(session: Session, request_id: int, system: str) -> list[PlanEntry]:
+    """The approved plan's lines still to carry out (a review again leaves done lines done)."""
     return [PlanEntry(item.kind, item.record_id, PlanAction(item.action)) for item in session.exec(
-        select(PlanItem).where(PlanItem.request_id == request_id, PlanItem.system == system)
+        select(PlanItem).where(PlanItem.request_id == request_id, PlanItem.system == system,
+                               PlanItem.done_at.is_(None))
         .order_by(PlanItem.id))]
+
+
+def has_lines(session: Session, request_id: int, system: str) -> bool:
+    return session.exec(select(PlanItem.id).where(PlanItem.request_id == request_id,
+                                                  PlanItem.system == system)).first() is not None
 
 
 def plan_sha256(session: Session, request_id: int) -> str:

@@ -37,7 +37,7 @@ from handlers.views.intake import SYSTEM_LABELS
 from handlers.views.review import review_button
 from services.connectors.base import SubjectMatch
 from services.requests import Decision, RequestDetail
-from storage.models import DsrRequest, RequestStatus, StepStatus
+from storage.models import DsrRequest, RequestStatus, RequestType, StepStatus
 
 STEP_ICONS = {StepStatus.PENDING: ":white_circle:", StepStatus.RUNNING: ":arrows_counterclockwise:",
               StepStatus.WAITING: ":hourglass_flowing_sand:", StepStatus.DONE: ":white_check_mark:",
@@ -194,9 +194,13 @@ def deliverable_actions(request: DsrRequest, export_until: date | None) -> Actio
 
 
 def retry_actions(request: DsrRequest) -> ActionsBlock:
-    return ActionsBlock(block_id=f"retry:{request.reference}", elements=[
-        ButtonElement(text="Retry failed step", action_id=Action.RETRY, value=request.reference,
-                      style="primary")])
+    """Retry; an erasure can also be reviewed again (what is new since its review is added)."""
+    buttons = [ButtonElement(text="Retry failed step", action_id=Action.RETRY,
+                             value=request.reference, style="primary")]
+    if request.type == RequestType.ERASURE:
+        buttons.append(ButtonElement(text="Review the plan again", action_id=Action.REVIEW_AGAIN,
+                                     value=request.reference))
+    return ActionsBlock(block_id=f"retry:{request.reference}", elements=buttons)
 
 
 def list_blocks(requests: Sequence[DsrRequest], today: date, title: str) -> list[Block]:

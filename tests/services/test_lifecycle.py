@@ -25,6 +25,7 @@ EXPECTED = {  # the lifecycle as the product promises it; the table in services 
     (S.APPROVED, S.IN_PROGRESS), (S.APPROVED, S.CANCELED),
     (S.IN_PROGRESS, S.COMPLETED), (S.IN_PROGRESS, S.NEEDS_ATTENTION),
     (S.NEEDS_ATTENTION, S.IN_PROGRESS), (S.NEEDS_ATTENTION, S.CANCELED),
+    (S.NEEDS_ATTENTION, S.IN_REVIEW),
 }
 ALL_PAIRS = list(itertools.product(RequestStatus, RequestStatus))
 

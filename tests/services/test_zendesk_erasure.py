@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
 
 from services import review
+from services.policy import Policy
+from services.requests import RequestService
 from storage.db import transaction
 from storage.models import DsrRequest, ExecutionStep, PlanAction, PlanItem, RequestStatus, RequestType
 from tests.conftest import ManualClock
-from tests.workflow import file_request, registry, run_until_settled
+from tests.workflow import file_request, registry, run_discovery, run_until_settled
 
 ADA = "ada.lovelace@example.org"
 ADA_PHONE = "+15557770001"
@@ -208,3 +211,46 @@ def test_a_plan_that_leaves_everything_completes_without_a_vendor_write(world, s
         assert not session.exec(select(ExecutionStep).where(
             ExecutionStep.request_id == request_id, ExecutionStep.phase == "execution")).all()
     assert sandbox.snapshot() == before
+
+
+def test_a_ticket_filed_after_the_review_is_added_by_a_review_again(world, session_factory) -> None:
+
+    connectors, sandbox, clock = world
+    cast = people(sandbox)
+    late = {}
+
+    def subject_writes_again(session, request) -> None:  # after discovery, before approval
+        late["ticket"] = sandbox.add_ticket(cast["ada"]["id"], subject="One more thing",
+                                            status="open", description=f"Call {ADA_PHONE}")
+
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",), review=subject_writes_again)
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.NEEDS_ATTENTION
+        failed = session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id, ExecutionStep.status == "failed")).one()
+    assert failed.action == "delete_users" and f"#{late['ticket']['id']}" in failed.error
+    done_before = {k: v.done_at for k, v in plan_of(session_factory, request_id).items()}
+    destroyed = sandbox.traffic.stats.calls["DELETE /api/v2/tickets/destroy_many"]
+
+    policy = Policy(requesters=frozenset({"U_REQUESTER"}), approvers=frozenset({"U_APPROVER"}),
+                    managers=frozenset(), erasure_approvals=1)
+    service = RequestService(session_factory, connectors, policy, clock, ZoneInfo("UTC"))
+    reference = service.get(request_id).reference
+    assert service.review_again(reference, actor="U_REQUESTER").status == RequestStatus.IN_REVIEW
+    run_discovery(session_factory, connectors, clock, request_id)
+    plan = plan_of(session_factory, request_id)
+    new_line = plan[("ticket", str(late["ticket"]["id"]))]
+    assert new_line.action == PlanAction.REDACT_CLOSE and new_line.done_at is None
+    for key, done_at in done_before.items():  # what was done stays done, and cannot change
+        if done_at is not None:
+            assert plan[key].done_at == done_at and plan[key].allowed == [plan[key].action]
+    service.submit_plan(reference, actor="U_REQUESTER")
+    assert service.decide(reference, approver="U_APPROVER", approve=True).decided
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+    assert sandbox.traffic.stats.calls["DELETE /api/v2/tickets/destroy_many"] == destroyed
+    assert cast["ada"]["id"] in sandbox.state.purged_user_ids
+    assert ADA_PHONE not in json.dumps(sandbox.snapshot())
