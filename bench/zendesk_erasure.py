@@ -48,9 +48,10 @@ def minimum_calls(tickets: int) -> int:
 def verified_floor(tickets: int) -> int:
     """The fewest calls of a reviewed erasure that reads every action back: the intake search;
     discovery (the user, one search each for requester and cc (an end user is assigned
-    nothing), one more page per 100 tickets, one search per term); per 100 tickets a delete, a read-back and a purge, and
-    one job-status read per wave of jobs for each; then the user's unclosed check, its
-    deletion, a read-back, its permanent deletion and two read-backs."""
+    nothing), one more page per 100 tickets, one search per term); per 100 tickets a delete,
+    a read-back and a purge, and one job-status read per wave of jobs for each; then the
+    user's unclosed check, its deletion, a read-back, its permanent deletion and two
+    read-backs."""
     batches = max(1, math.ceil(tickets / 100))
     waves = math.ceil(batches / JOBS_AT_ONCE)
     return 1 + (1 + 2 + (batches - 1) + TERMS) + 3 * batches + 2 * waves + 6
