@@ -278,8 +278,9 @@ class ZendeskConnector:
         delete = sorted(acts.get(("ticket", PlanAction.DELETE), []))
         users = sorted(acts.get(("user", PlanAction.DELETE), []))
         steps = []
-        if redact:
-            steps.append(PlannedStep("redact_tickets", {"tickets": redact, "users": users}))
+        if redact:  # the subject's files are known by their author: every confirmed user
+            subject = sorted(int(c["record_id"]) for c in spec.confirmed)
+            steps.append(PlannedStep("redact_tickets", {"tickets": redact, "users": subject}))
         if delete:
             steps += [PlannedStep("delete_tickets", {"tickets": delete}),
                       PlannedStep("purge_tickets", {"tickets": delete})]

@@ -188,3 +188,16 @@ def test_faults_end_in_the_same_state(sandbox) -> None:
             drive(connector, review(connector, spec(connector, RequestType.ERASURE))[0])
     assert sum(sandbox.traffic.stats.injected.values()) > 20
     assert sandbox.snapshot() == clean.snapshot()
+
+
+def test_the_subjects_images_are_redacted_even_when_their_user_is_left(connector, sandbox) -> None:
+    user = subject(sandbox)
+    photo = sandbox.add_ticket(user["id"], subject="Damage", description="See the photo",
+                               inline_image=True)
+    planned, _ = review(connector, spec(connector, RequestType.ERASURE), choose=lambda c: (
+        PlanAction.LEAVE if c.kind == "user" else PlanAction.REDACT_CLOSE))
+    drive(connector, planned)
+    first = sandbox.state.comments[photo["id"]][0]
+    assert first["attachments"] and all(a["file_name"] == "redacted.txt"
+                                        for a in first["attachments"])
+    assert user["id"] not in sandbox.snapshot()["deleted_users"]  # left, as the plan says
