@@ -198,7 +198,7 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
         posted = client.chat_postMessage(
             channel=deps.approvals_channel,
             text=f"{reference} " + ("is in review" if in_review else "awaits approval"),
-            blocks=request_message_blocks(deps, reference))
+            blocks=request_message(deps, reference)[1])
         service.set_thread(reference, channel=posted["channel"], ts=posted["ts"])
         if in_review:
             deps.wake_worker()  # its discovery starts now, not at the next scheduled run
@@ -215,26 +215,26 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
             f":warning: {reference} was not sent for approval: {message[:500]}").to_dict())
 
 
-def request_message_blocks(deps: Deps, reference: str) -> list[dict]:
-    """The request's message in the approvals channel, with an erasure's plan summary."""
+def request_message(deps: Deps, reference: str) -> tuple[DsrRequest, list[dict]]:
+    """The request as it is now, and its message in the approvals channel (status, approvals,
+    buttons, an erasure's plan summary)."""
     detail = deps.service.detail(reference, viewer=None)
     request = detail.request
     plan = None
     if request.type == RequestType.ERASURE:
         _, summary, discovery = deps.service.plan_summary(reference)
         plan = summary_text(summary, discovery)
-    return as_dicts(approval_message(detail, deps.required_approvals(request.type),
-                                     deps.service.today(), plan=plan))
+    return request, as_dicts(approval_message(detail, deps.required_approvals(request.type),
+                                              deps.service.today(), plan=plan))
 
 
 def refresh_request_message(deps: Deps, client: WebClient, reference: str) -> DsrRequest:
-    """Re-render the request's message in the approvals channel (status, approvals, buttons,
-    plan); returns the request as it is now."""
-    request = deps.service.get(reference)
+    """Re-render the request's message in the approvals channel; returns the request as it is
+    now."""
+    request, blocks = request_message(deps, reference)
     if request.channel_id and request.thread_ts:
         client.chat_update(channel=request.channel_id, ts=request.thread_ts,
-                           text=f"{reference}: {request.status}",
-                           blocks=request_message_blocks(deps, reference))
+                           text=f"{reference}: {request.status}", blocks=blocks)
     return request
 
 

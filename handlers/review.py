@@ -73,7 +73,7 @@ def register(app: App, deps: Deps) -> None:
 
     @replies_errors
     def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        item_id = int(body["actions"][0]["block_id"].removeprefix("line:"))
+        item_id = int(action["block_id"].removeprefix("line:"))
         chosen = action["selected_option"]["value"]
         _rerender(body, client, lambda ref, user, _: service.set_plan_action(
             ref, item_id, chosen, actor=user))

@@ -34,9 +34,9 @@ def review_button(request: DsrRequest, *, label: str = "Review the plan") -> Act
 
 
 def summary_text(summary: Mapping[tuple[str, str, str], int],
-                 discovery: tuple[int, int, list[str]] = (0, 0, [])) -> str:
+                 discovery: tuple[int, int, list[str]] | None = None) -> str:
     """`Zendesk Support: 12 delete · 3 redact · 2 leave` per system, or where discovery is."""
-    done, total, failed = discovery
+    done, total, failed = discovery or (0, 0, [])
     if failed:
         return f":warning: finding the subject's data failed: {escape(clip(failed[0], 300))}"
     if done < total:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -348,22 +349,20 @@ class ZendeskConnector:
         for ticket_id in sorted(tickets):
             candidates.append(self._ticket_candidate(tickets[ticket_id], relations[ticket_id],
                                                      set(users), finder))
-        counts: dict[str, int] = {}
-        for candidate in candidates:
-            counts[candidate.group] = counts.get(candidate.group, 0) + 1
-        return Done({"tickets": len(tickets), "groups": counts}, candidates=tuple(candidates))
+        counts = Counter(candidate.group for candidate in candidates)
+        return Done({"tickets": len(tickets), "groups": dict(counts)},
+                    candidates=tuple(candidates))
 
     def _ticket_candidate(self, ticket: dict[str, Any], relation: set[str], users: set[int],
                           finder: Finder) -> Candidate:
         status = ticket.get("status") or ""
         closed = status == "closed"
-        found = [("requested by the subject" if r == "requester" else f"subject is {r}")
-                 for r in sorted(relation)]
-        found += describe(finder.hits(ticket.get("subject")), "the subject line")
+        in_fields = describe(finder.hits(ticket.get("subject")), "the subject line")
         for field in ticket.get("custom_fields") or []:
             if isinstance(field.get("value"), str):
-                found += describe(finder.hits(field["value"]), f"custom field {field.get('id')}")
-        fields_hit = len(found) > len(relation)
+                in_fields += describe(finder.hits(field["value"]), f"custom field {field.get('id')}")
+        found = [("requested by the subject" if r == "requester" else f"subject is {r}")
+                 for r in sorted(relation)] + in_fields
         ticket_id = str(ticket["id"])
         if "requester" in relation and closed:
             # The subject's own closed (or archived) conversation: deleted whole, as Zendesk's
@@ -393,21 +392,20 @@ class ZendeskConnector:
                              "" if files else "solved and closed after redaction, so that Zendesk "
                              "lets the subject's user be deleted")
         # Someone else's ticket: redact what is the subject's, never delete another's ticket.
-        warning = ""
-        if closed and fields_hit:
-            warning = "closed: Zendesk does not let its subject line or fields be edited"
-        if not text_hits and not fields_hit and not files:
-            return Candidate("ticket", ticket_id, "others" if relation else "term_only", status,
+        group = "others" if relation else "term_only"
+        warning = "closed: Zendesk does not let its subject line or fields be edited" \
+            if closed and in_fields else ""
+        if not text_hits and not in_fields and not files:
+            return Candidate("ticket", ticket_id, group, status,
                              tuple(found or ["matched the search; no comment, subject line or "
                                              "field holds a term"]),
                              PlanAction.LEAVE, (PlanAction.REDACT, PlanAction.LEAVE), warning)
-        if not relation and names_only and not fields_hit:
+        if not relation and names_only and not in_fields:
             return Candidate("ticket", ticket_id, "name_only", status, tuple(found),
                              PlanAction.LEAVE, (PlanAction.REDACT, PlanAction.LEAVE),
                              "matched a name only: it may be another person with the same name")
-        return Candidate("ticket", ticket_id, "others" if relation else "term_only", status,
-                         tuple(found), PlanAction.REDACT, (PlanAction.REDACT, PlanAction.LEAVE),
-                         warning)
+        return Candidate("ticket", ticket_id, group, status, tuple(found), PlanAction.REDACT,
+                         (PlanAction.REDACT, PlanAction.LEAVE), warning)
 
     def _step_redact_tickets(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
         """One ticket per run: redact, read back, and prove nothing of the subject is left."""
