@@ -199,9 +199,12 @@ def set_group(session: Session, request: DsrRequest, group: str, action: PlanAct
     _check_editable(request, actor)
     if group not in GROUPS:
         raise InvalidRequest(f"No group {group!r} in a plan.")
-    items = [i for i in session.exec(select(PlanItem).where(
-        PlanItem.request_id == request.id, PlanItem.group == group)) if action.value in i.allowed
-        and i.action != action]
+    offering = [i for i in session.exec(select(PlanItem).where(
+        PlanItem.request_id == request.id, PlanItem.group == group)) if action.value in i.allowed]
+    if not offering:  # e.g. "delete" for someone else's tickets: say so, do not pass in silence
+        raise InvalidRequest(f"No line of {GROUPS[group]} can be set to "
+                             f"{ACTION_LABELS[action]}.")
+    items = [i for i in offering if i.action != action]
     if not items:
         return 0
     _reopen(session, request, actor, at)

@@ -187,6 +187,8 @@ def test_an_erasure_plan_is_reviewed_and_an_approval_covers_only_the_plan_it_saw
         service.set_plan_action(ref, line.id, "obliterate", actor="U_REQUESTER")
     with pytest.raises(NotFound, match="out of date"):
         service.set_plan_action(ref, line.id + 999, "leave", actor="U_REQUESTER")
+    with pytest.raises(InvalidRequest, match="can be set to redact"):
+        service.set_plan_group(ref, "subject", "redact", actor="U_REQUESTER")
 
     service.submit_plan(ref, actor="U_REQUESTER")
     first = service.decide(ref, approver="U_APPROVER1", approve=True)
