@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,8 +28,9 @@ class Sandboxes:
     """The vendor stand-ins for simulation mode: started on localhost the first time they are
     needed, unless settings name a running one (DSR_SANDBOX_*_URL)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # Genesys' stand-in times its requests by it: a rehearsal can drive it
         self._running: dict[str, server.RunningServer] = {}
         self.instances: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -49,8 +52,8 @@ class Sandboxes:
             self._start(system, listener)
 
     def _start(self, system: str, listener: socket.socket | None = None) -> None:
-        options = {"request_seconds": self.settings.sandbox_genesys_request_seconds} \
-            if system == "genesys" else {}
+        options = {"request_seconds": self.settings.sandbox_genesys_request_seconds,
+                   "clock": self.clock} if system == "genesys" else {}
         sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
                                 people=self.settings.sandbox_people, **options)
         self.instances[system] = sandbox

@@ -319,3 +319,67 @@ def test_a_simulated_erasure_is_reviewed_approved_and_completed(world: World) ->
             if line.action != "leave" and not line.verified] == []
     thread = json.dumps(world.slack.thread(APPROVALS, message["ts"]))
     assert "sent the reviewed plan for approval" in thread and email not in thread
+
+
+def review_and_approve(world: World, reference: str, message: dict, reviewed: int = 0) -> dict:
+    """Open the plan from the thread (the `reviewed`-th offer), send it as proposed, and have
+    the two approvers an erasure needs approve it. Returns the review modal as first shown."""
+    ready = wait_for(lambda: ([m for m in world.slack.thread(APPROVALS, message["ts"])
+                               if m["ts"] != message["ts"]
+                               and Action.REVIEW_PLAN in json.dumps(m.get("blocks"))]
+                              [reviewed:] or [None])[0],
+                     what="the plan ready for review, in the thread")
+    before = len(world.slack.views())
+    world.driver.click("U_REQ", ready, Action.REVIEW_PLAN, APPROVALS)
+    plan = modal(world, Callback.REVIEW_PLAN, before)
+    assert world.driver.submit("U_REQ", plan, {}).json()["response_action"] == "update"
+    wait_for(lambda: status(world, reference) == RequestStatus.PENDING_APPROVAL, what="approval")
+    awaiting = wait_for(lambda: (m := current(world, APPROVALS, message["ts"]))
+                        and f'"action_id": "{Action.APPROVE}"' in json.dumps(m["blocks"]) and m,
+                        what="the approve button")
+    world.driver.click("U_APP1", awaiting, Action.APPROVE, APPROVALS)
+
+    def approved_by_first() -> bool:  # an approval counts for the plan it saw
+        detail = world.runtime.service.detail(reference, viewer=None)
+        return any(a.approver_slack_id == "U_APP1" and a.plan_sha256 == detail.request.plan_sha256
+                   for a in detail.approvals)
+    wait_for(approved_by_first, what="the first approval of this plan")
+    world.driver.click("U_APP2", awaiting, Action.APPROVE, APPROVALS)
+    return plan
+
+
+def test_an_erasure_blocked_by_a_late_ticket_is_reviewed_again_from_slack(world: World) -> None:
+    """A ticket the subject files after the review blocks the user's deletion; "Review the plan
+    again" in the requester's DM finds it, and the second approved plan finishes the erasure."""
+    email = world.emails()[1]
+    zendesk = world.runtime.registry.sandboxes.instances["zendesk"]
+    subject = next(u for u in zendesk.state.users.values() if u["email"] == email)
+    reference, message = file_request(world, email, systems=("zendesk",),
+                                      **{Block.TYPE: "erasure"})
+    first = review_and_approve(world, reference, message)
+    late = zendesk.add_ticket(subject["id"], subject="One more thing", status="open",
+                              description="Please also delete my account")
+    wait_for(lambda: status(world, reference) in (RequestStatus.NEEDS_ATTENTION,
+                                                  RequestStatus.COMPLETED), what="the end")
+    assert status(world, reference) == RequestStatus.NEEDS_ATTENTION
+    dm = wait_for(lambda: [m for m in world.slack.messages("U_REQ")
+                           if reference in m["text"] and "needs attention" in m["text"]],
+                  what="the requester's DM")[0]
+    assert Action.REVIEW_AGAIN in json.dumps(dm["blocks"])
+
+    world.driver.click("U_REQ", dm, Action.REVIEW_AGAIN, dm["channel"])
+    wait_for(lambda: any("reviewing the plan again" in m["text"]
+                         for m in world.slack.thread(APPROVALS, message["ts"])), what="the note")
+    second = review_and_approve(world, reference, message, reviewed=1)
+    shown = json.dumps(second["blocks"])
+    assert f"#{late['id']}" in shown and f"#{late['id']}" not in json.dumps(first["blocks"])
+    wait_for(lambda: status(world, reference) in (RequestStatus.COMPLETED,
+                                                  RequestStatus.NEEDS_ATTENTION), what="the end")
+    detail = world.runtime.service.detail(reference, viewer=None)
+    assert status(world, reference) == RequestStatus.COMPLETED, [s.error for s in detail.steps]
+    assert subject["id"] in zendesk.state.purged_user_ids
+    with world.runtime.service.sessions() as session:
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.request_id == detail.request.id)).all()
+    assert [e.action for e in events].count("plan.submitted") == 2
+    assert any(e.actor == "U_REQ" and e.details.get("reason") == "reviewed again" for e in events)

@@ -3,10 +3,12 @@ on SQLite and PostgreSQL; with 30% of vendor calls failing, the result is the sa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
+from bot.settings import Settings
+from bot.wiring import ConnectorRegistry, Sandboxes
 from services import audit
 from services.connectors.base import RequestSpec, Waiting
 from services.sandbox.people import people
@@ -25,7 +27,7 @@ from storage.models import (
 )
 from tests.conftest import ManualClock
 from tests.connector_driver import drive
-from tests.workflow import file_request, registry, run_until_settled
+from tests.workflow import FAST, file_request, registry, run_until_settled
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -106,4 +108,31 @@ def test_simulated_genesys_requests_can_take_the_time_real_ones_do(tmp_path) -> 
         {"record_id": match.record_id, "label": match.label, "details": match.details}])
     *_, (_, outcome) = drive(genesys, spec, long_wait=0)  # stops at the first wait
     assert isinstance(outcome, Waiting) and "checking it in" in outcome.note
+    connectors.sandboxes.stop()
+
+
+def test_a_days_long_genesys_request_is_polled_within_the_budget(session_factory, tmp_path) -> None:
+    """Rehearsal on a driven clock: a Genesys export that takes three days, as real ones do,
+    is polled by the engine less and less often (at most every 30 minutes once it is old), and
+    completes; the whole wait costs a few hundred calls, not the 50,000 of a 5 s poll."""
+    clock = ManualClock(T0)
+    epoch = lambda: clock.now().timestamp()  # noqa: E731  (the stand-in and connector share it)
+    settings = Settings(_env_file=None, DSR_DATA_DIR=str(tmp_path), DSR_SANDBOX_PEOPLE=6,
+                        DSR_POLL_SECONDS=5, DSR_SANDBOX_GENESYS_REQUEST_SECONDS=3 * 86400)
+    connectors = ConnectorRegistry(settings, Sandboxes(settings, clock=epoch),
+                                   sleep=lambda s: None, limits=FAST, clock=epoch)
+    connectors.sandboxes.url("genesys")
+    genesys = connectors.sandboxes.instances["genesys"]
+    email = "ada.rehearsal@example.com"
+    genesys.add_subject("Ada Rehearsal", emails=[email], phones=["+15558880002"])
+    request_id = file_request(session_factory, connectors, clock, RequestType.ACCESS,
+                              email, systems=("genesys",))
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+    elapsed = clock.now() - T0
+    polls = sum(n for call, n in genesys.traffic.stats.calls.items()
+                if call.startswith("GET /api/v2/gdpr/requests/"))
+    assert timedelta(days=3) <= elapsed < timedelta(days=3, hours=1)
+    assert 100 < polls < 200, polls  # ~11 while young, then every 30 minutes for three days
     connectors.sandboxes.stop()
