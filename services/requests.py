@@ -203,6 +203,8 @@ class RequestService:
         an approver is counted once, and the request is approved or rejected exactly once."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
+            # The role first: someone who may not decide learns nothing of the request.
+            self.policy.require(self.policy.is_approver(approver), "approve or reject requests")
             request = self._get(session, ref, lock=True)
             required = self.policy.required_approvals(RequestType(request.type))
             all_decisions = self._approvals(session, request)
@@ -217,7 +219,6 @@ class RequestService:
                     last = approvals[-1]
                     who = f" by <@{last.approver_slack_id}> at {last.decided_at:%Y-%m-%d %H:%M} UTC"
                 raise AlreadyDecided(f"{request.reference} was already {request.status}{who}.")
-            self.policy.require(self.policy.is_approver(approver), "approve or reject requests")
             if approver == request.requester_slack_id:
                 raise PermissionDenied("You filed this request: someone else must decide it.")
             if any(a.approver_slack_id == approver for a in approvals):

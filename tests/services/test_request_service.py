@@ -87,6 +87,17 @@ def test_rejection_is_final_and_says_who(service) -> None:
         service.decide(ref, approver="U_APPROVER3", approve=True)
 
 
+def test_someone_who_may_not_decide_learns_nothing_of_the_request(service) -> None:
+    ref = pending(service)
+    service.decide(ref, approver="U_APPROVER2", approve=False, reason="Identity not verified")
+    for stranger in ("U_STRANGER", "U_REQUESTER"):  # no role; a role that does not decide
+        with pytest.raises(PermissionDenied) as refused:
+            service.decide(ref, approver=stranger, approve=True)
+        assert "rejected" not in str(refused.value) and "U_APPROVER2" not in str(refused.value)
+    with pytest.raises(PermissionDenied):  # nor whether a reference exists
+        service.decide("DSR-999999", approver="U_STRANGER", approve=True)
+
+
 def test_erasure_needs_two_distinct_approvers(service, session_factory) -> None:
     ref = pending(service, type=RequestType.ERASURE)
     first = service.decide(ref, approver="U_APPROVER1", approve=True)
