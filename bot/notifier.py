@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from bot.deliveries import Deliveries
 from handlers.deps import Deps
 from handlers.modals import post_in_thread, refresh_request_message
-from handlers.views.common import as_dicts, section
+from handlers.views.common import as_dicts, escape, section
 from handlers.views.request import retry_actions
 from handlers.views.review import review_button
 from services.notify import Event
@@ -37,7 +37,9 @@ class SlackNotifier:
         # Every batch may change the status or the steps done: the message shows both.
         request = refresh_request_message(self.deps, self.client, first.reference)
         marker = " _(simulation)_" if first.simulation else ""
-        lines = [f"{ICONS.get(e.kind, '•')} {e.text}" for e in events]
+        # The services' words carry vendors' answers (an error's description, a ticket's
+        # status): escaped, no vendor text can mention a channel or disguise a link.
+        lines = [f"{ICONS.get(e.kind, '•')} {escape(e.text)}" for e in events]
         if len(lines) > MAX_LINES:
             lines = lines[:MAX_LINES - 1] + [f"… and {len(lines) - MAX_LINES + 1} more updates: "
                                              f"`/dsr show {first.reference}` has every step."]
@@ -47,7 +49,8 @@ class SlackNotifier:
             blocks = as_dicts([section(text), retry_actions(request)])
             post_in_thread(self.client, request, text, blocks)
             self._tell_requester(request.requester_slack_id,
-                                 f":warning: {first.reference} needs attention: {failed.text}", blocks)
+                                 f":warning: {first.reference} needs attention: "
+                                 f"{escape(failed.text)}", blocks)
             return
         if any(e.kind == "review.ready" for e in events) and request.status == "in_review":
             blocks = as_dicts([section(text), review_button(request)])
@@ -73,7 +76,7 @@ class SlackNotifier:
                                             actor="dsr-desk")
             elif event.kind.startswith("reminder."):
                 self._tell_requester(request.requester_slack_id,
-                                     f"{ICONS[event.kind]} {event.text}{marker}")
+                                     f"{ICONS[event.kind]} {escape(event.text)}{marker}")
 
     def _tell_requester(self, user: str, text: str, blocks: list[dict] | None = None) -> None:
         channel = self.client.conversations_open(users=user)["channel"]["id"]

@@ -9,7 +9,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from handlers.deps import Deps, replies_errors
-from handlers.views.common import as_dicts, section
+from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks, help_blocks, list_blocks
 from services.errors import InvalidRequest
@@ -158,7 +158,8 @@ def _search(deps: Deps, text: str, respond: Respond) -> None:
         except Exception as exc:  # noqa: BLE001 - one system failing must not hide the others
             lines.append(f"*{system}*: search failed ({type(exc).__name__}); try again later.")
             continue
-        shown = ", ".join(f"{m.label} ({m.record_id})" for m in matches[:20]) or "no match"
+        shown = ", ".join(f"{escape(m.label)} ({escape(m.record_id)})"
+                          for m in matches[:20]) or "no match"
         lines.append(f"*{system}*{' (simulation)' if simulated else ''}: {shown}")
     respond(response_type="ephemeral", replace_original=True,
             text=f"Results for {mask(identifier)}", blocks=as_dicts([section("\n".join(lines))]))

@@ -233,7 +233,8 @@ class RequestService:
             row.decision, row.reason, row.decided_at = decision, (reason or "").strip() or None, now
             row.plan_sha256 = request.plan_sha256
             session.add(row)
-            audit.record(session, action=f"request.{decision.value}d", actor=approver, at=now,
+            audit.record(session, action="request.approved" if approve else "request.rejected",
+                         actor=approver, at=now,
                          request_id=request.id,
                          details={"reason": reason, "plan_sha256": request.plan_sha256})
             count = len(approvals) + approve

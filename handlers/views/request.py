@@ -37,7 +37,14 @@ from handlers.views.intake import SYSTEM_LABELS
 from handlers.views.review import review_button
 from services.connectors.base import SubjectMatch
 from services.requests import Decision, RequestDetail
-from storage.models import DsrRequest, RequestStatus, RequestType, StepStatus
+from storage.models import (
+    Approval,
+    ApprovalDecision,
+    DsrRequest,
+    RequestStatus,
+    RequestType,
+    StepStatus,
+)
 
 STEP_ICONS = {StepStatus.PENDING: ":white_circle:", StepStatus.RUNNING: ":arrows_counterclockwise:",
               StepStatus.WAITING: ":hourglass_flowing_sand:", StepStatus.DONE: ":white_check_mark:",
@@ -114,9 +121,7 @@ def approval_message(detail: RequestDetail, required: int, today: date,
                                         == RequestStatus.IN_REVIEW else "See every line"))
     current = [a for a in detail.approvals if a.plan_sha256 == request.plan_sha256]
     approvals = [a for a in current if a.decision == "approve"]
-    lines = [f"{':white_check_mark:' if a.decision == 'approve' else ':no_entry:'} "
-             f"{a.decision}d by <@{a.approver_slack_id}> at {a.decided_at:%Y-%m-%d %H:%M} UTC"
-             + (f": {escape(a.reason)}" if a.reason else "")
+    lines = [f"{':white_check_mark:' if a.decision == 'approve' else ':no_entry:'} {decided(a)}"
              + ("" if a.plan_sha256 == request.plan_sha256 else " _(an earlier plan)_")
              for a in detail.approvals]
     if lines:
@@ -137,6 +142,14 @@ def approval_message(detail: RequestDetail, required: int, today: date,
     return blocks
 
 
+def decided(approval: Approval) -> str:
+    """"approved by <@U…> at …: reason", the reason escaped (an approver's words)."""
+    verb = {ApprovalDecision.APPROVE: "approved", ApprovalDecision.REJECT: "rejected"}
+    return (f"{verb[ApprovalDecision(approval.decision)]} by <@{approval.approver_slack_id}> at "
+            f"{approval.decided_at:%Y-%m-%d %H:%M} UTC"
+            + (f": {escape(approval.reason)}" if approval.reason else ""))
+
+
 def _progress(detail: RequestDetail) -> str:
     if not detail.steps:
         return ""
@@ -149,19 +162,18 @@ def detail_blocks(detail: RequestDetail, today: date, export_until: date | None 
     retention deletes the request's export, if it has one to send."""
     request = detail.request
     blocks: list[Block] = [section(one_line(request, today))]
-    subject = "\n".join(f"• {i.purpose} {i.kind}: {i.value}" + (f" ({i.system})" if i.system else "")
-                        for i in detail.identifiers)
+    subject = "\n".join(f"• {i.purpose} {i.kind}: {escape(i.value)}"
+                        + (f" ({i.system})" if i.system else "") for i in detail.identifiers)
     blocks.append(section(f"*Subject and values*\n{subject or 'none'}"))
     blocks.append(section(
         f"*Received:* {request.received_at:%Y-%m-%d %H:%M} UTC · *Requested by:* "
         f"<@{request.requester_slack_id}>\n*Identity verification:* "
-        f"{request.identity_verification or '—'}\n*Notes:* {request.notes or '—'}"
+        f"{escape(request.identity_verification or '—')}\n*Notes:* {escape(request.notes or '—')}"
         + (f"\n*Extension:* to {request.extended_due_on} by <@{request.extended_by}>: "
-           f"{request.extension_reason}" if request.extended_due_on else "")))
+           f"{escape(request.extension_reason or '')}" if request.extended_due_on else "")))
     if detail.approvals:
         blocks.append(context("\n".join(
-            f"{a.decision}d by <@{a.approver_slack_id}> at {a.decided_at:%Y-%m-%d %H:%M} UTC"
-            for a in detail.approvals)))
+            decided(a) for a in detail.approvals)))
     if detail.steps:
         blocks.append(DividerBlock())
         lines = []
@@ -172,7 +184,7 @@ def detail_blocks(detail: RequestDetail, today: date, export_until: date | None 
             lines.append(f"{STEP_ICONS[StepStatus(step.status)]} {step.position}. "
                          f"{SYSTEM_LABELS.get(step.system, step.system)} · {step.action} · "
                          f"{step.status}" + (f" · {times}" if times else "")
-                         + (f"\n      _{step.error}_" if step.error else ""))
+                         + (f"\n      _{escape(step.error)}_" if step.error else ""))
         blocks.append(section("*Steps*\n" + "\n".join(lines)))
     if request.status == RequestStatus.NEEDS_ATTENTION:
         blocks.append(retry_actions(request))

@@ -383,3 +383,37 @@ def test_an_erasure_blocked_by_a_late_ticket_is_reviewed_again_from_slack(world:
             AuditEvent.request_id == detail.request.id)).all()
     assert [e.action for e in events].count("plan.submitted") == 2
     assert any(e.actor == "U_REQ" and e.details.get("reason") == "reviewed again" for e in events)
+
+
+HOSTILE = "<!channel> <!here> <@U0BOSS> <!subteam^S0ALL> <https://evil.example|the bank> & co"
+
+
+def assert_inert(text: str) -> None:
+    """Shown literally: no mention, broadcast or disguised link can be formed."""
+    for control in ("<!channel>", "<!here>", "<@U0BOSS>", "<!subteam", "<https://evil"):
+        assert control not in text, control
+    assert "&lt;!channel&gt;" in text and "&amp; co" in text
+
+
+def test_user_text_reaches_mrkdwn_escaped(world: World) -> None:
+    """A rejection reason and a request's notes, as a hostile requester or approver types
+    them: the thread, every refresh of the request message and `/dsr show` show them inert."""
+    reference, message = file_request(world, world.emails()[2], systems=("zendesk",),
+                                      **{Block.NOTES: HOSTILE})
+    before = len(world.slack.views())
+    world.driver.click("U_APP1", message, Action.REJECT, APPROVALS)
+    reason = modal(world, Callback.REJECT_REASON, before)
+    assert world.driver.submit("U_APP1", reason, form(**{Block.REASON: HOSTILE})).status_code == 200
+    posted = wait_for(lambda: [m for m in world.slack.thread(APPROVALS, message["ts"])
+                               if "Rejected by" in m["text"]], what="the rejection")
+    assert_inert(posted[0]["text"])
+    refreshed = wait_for(lambda: (m := current(world, APPROVALS, message["ts"]))
+                         and "rejected by" in json.dumps(m["blocks"]) and m, what="the refresh")
+    shown = json.dumps(refreshed["blocks"])
+    assert "rejectd" not in shown
+    assert_inert("\n".join(e["text"] for b in refreshed["blocks"] if b["type"] == "context"
+                           for e in b["elements"]))
+    shown = world.driver.command("U_APP1", f"show {reference}").json()
+    notes = next(b["text"]["text"] for b in shown["blocks"]
+                 if b["type"] == "section" and "*Notes:*" in b["text"]["text"])
+    assert_inert(notes.split("*Notes:*")[1])
