@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -21,7 +22,7 @@ from handlers.views.request import (
     searching_modal,
 )
 from handlers.views.review import summary_text
-from services.errors import DsrError, InvalidRequest
+from services.errors import AlreadyFiled, DsrError, InvalidRequest
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
 from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
@@ -126,8 +127,12 @@ def register(app: App, deps: Deps) -> None:
         user = body["user"]["id"]
         new, errors = parse_intake(view["state"]["values"], user, deps.systems, service.today())
         if new is not None:
-            try:
-                request = service.create(new)
+            try:  # keyed by the modal: a replayed or resent submission files nothing more
+                request = service.create(replace(new, intake_key=f"view:{view['id']}"))
+            except AlreadyFiled as exc:
+                ack(response_action="update", view=done_modal(f":information_source: {exc}")
+                    .to_dict())
+                return
             except DsrError as exc:
                 errors = {Block.SYSTEMS: str(exc)[:150]}
         if errors:

@@ -3,6 +3,7 @@
 DsrError
  ├── ConfigurationError        a setting is missing or invalid
  ├── InvalidRequest            the intake is incomplete or inconsistent
+ ├── AlreadyFiled              the same intake (a replayed submission) filed a request already
  ├── NotFound                  no request (or other record) by that reference
  ├── PermissionDenied          the user's role does not allow it (or four-eyes forbids it)
  ├── AlreadyDecided            the approval decision was taken already
@@ -26,6 +27,12 @@ class ConfigurationError(DsrError):
 
 class InvalidRequest(DsrError):
     pass
+
+
+class AlreadyFiled(DsrError):
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"This form filed {reference} already: nothing new was filed.")
+        self.reference = reference
 
 
 class NotFound(DsrError):

@@ -40,6 +40,7 @@ class NewRequest:
     notes: str = ""
     received_at: datetime | None = None  # when it reached us, if before it was entered
     channel_id: str | None = None
+    intake_key: str | None = None  # what filed it (the modal's view id): filed once, however often sent
 
 
 def create_request(
@@ -70,6 +71,7 @@ def create_request(
         identity_verification=new.identity_verification,
         notes=new.notes,
         channel_id=new.channel_id,
+        intake_key=new.intake_key,
         created_at=at,
         updated_at=at,
     )

@@ -18,7 +18,13 @@ from sqlmodel import Session, select
 from services import audit, deadlines, engine, review
 from services.clock import Clock
 from services.connectors.base import SubjectMatch
-from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied
+from services.errors import (
+    AlreadyDecided,
+    AlreadyFiled,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from services.intake import NewRequest, confirm_records, create_request
 from services.lifecycle import transition
 from services.policy import Policy
@@ -93,8 +99,21 @@ class RequestService:
             supported = getattr(self.connectors(system, new.simulation), "supported_types", None)
             if supported is not None and new.type not in supported:
                 raise InvalidRequest(f"{system} cannot carry out {new.type.value} requests.")
-        with transaction(self.sessions) as session:
-            return create_request(session, new, at=self.clock.now(), zone=self.zone)
+        try:
+            with transaction(self.sessions) as session:
+                if new.intake_key is not None:
+                    earlier = session.exec(select(DsrRequest).where(
+                        DsrRequest.intake_key == new.intake_key)).first()
+                    if earlier is not None:
+                        raise AlreadyFiled(earlier.reference)
+                return create_request(session, new, at=self.clock.now(), zone=self.zone)
+        except sa.exc.IntegrityError:  # the same submission, on another replica, just now
+            with self.sessions() as session:
+                earlier = session.exec(select(DsrRequest).where(
+                    DsrRequest.intake_key == new.intake_key)).first()
+            if new.intake_key is None or earlier is None:
+                raise
+            raise AlreadyFiled(earlier.reference) from None
 
     def search(self, ref: str | int) -> dict[str, list[SubjectMatch]]:
         """Search every system of the request for its subject (slow: call after the ack)."""

@@ -166,6 +166,8 @@ class DsrRequest(SQLModel, table=True):
     notes: str = Field(default="", max_length=3000)
     channel_id: str | None = Field(default=None, max_length=64)
     thread_ts: str | None = Field(default=None, max_length=64)
+    # what filed it (e.g. the intake modal's view id): a replayed submission finds this request
+    intake_key: str | None = Field(default=None, max_length=128, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -417,3 +417,24 @@ def test_user_text_reaches_mrkdwn_escaped(world: World) -> None:
     notes = next(b["text"]["text"] for b in shown["blocks"]
                  if b["type"] == "section" and "*Notes:*" in b["text"]["text"])
     assert_inert(notes.split("*Notes:*")[1])
+
+
+def test_a_replayed_intake_submission_files_nothing_more(world: World) -> None:
+    """The same signed view submission sent again (a replay within the signature's 5 minutes,
+    or Slack resending it): one request, and the resend is told which."""
+    sent: list[str] = []
+    send = world.driver.send
+    world.driver.send = lambda body, **kw: (sent.append(body), send(body, **kw))[1]
+    before = len(world.slack.views())
+    world.driver.command("U_REQ", "new")
+    intake = modal(world, Callback.NEW_REQUEST, before)
+    first = world.driver.submit("U_REQ", intake, form(**{Block.EMAILS: world.emails()[4],
+                                                         Block.SYSTEMS: ["zendesk"]}))
+    reference = first.json()["view"]["private_metadata"]
+    replays = [send(sent[-1]) for _ in range(3)]
+    for replay in replays:
+        assert replay.status_code == 200
+        assert replay.json()["response_action"] == "update"
+        assert f"filed {reference} already" in json.dumps(replay.json()["view"])
+    with world.runtime.service.sessions() as session:
+        assert len(session.exec(select(DsrRequest)).all()) == 1

@@ -10,10 +10,17 @@ import pytest
 from sqlmodel import select
 
 from services.connectors.base import SubjectMatch
-from services.errors import AlreadyDecided, InvalidRequest, NotFound, PermissionDenied, TransitionNotAllowed
+from services.errors import (
+    AlreadyDecided,
+    AlreadyFiled,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    TransitionNotAllowed,
+)
 from services.policy import Policy
 from services.requests import RequestFilter, RequestService
-from storage.models import AuditEvent, ExecutionStep, RequestStatus, RequestType
+from storage.models import AuditEvent, DsrRequest, ExecutionStep, RequestStatus, RequestType
 from tests.conftest import ManualClock
 from tests.factories import new_request
 from tests.fakes import ScriptedConnector
@@ -219,3 +226,26 @@ def test_an_erasure_plan_is_reviewed_and_an_approval_covers_only_the_plan_it_saw
         actions = [e.action for e in session.exec(select(AuditEvent).where(
             AuditEvent.action.startswith("plan.")).order_by(AuditEvent.seq))]
     assert actions == ["plan.found", "plan.submitted", "plan.changed", "plan.submitted"]
+
+
+def test_racing_submissions_of_one_intake_file_one_request(service, session_factory) -> None:
+    """Replicas receiving the same submission at once: the database's unique key decides."""
+    outcomes: list[str] = []
+
+    def submit() -> None:
+        try:
+            outcomes.append(service.create(new_request(intake_key="view:V0RACE")).reference)
+        except AlreadyFiled as exc:
+            outcomes.append(f"already {exc.reference}")
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    filed = [o for o in outcomes if not o.startswith("already")]
+    assert len(filed) == 1 and outcomes.count(f"already {filed[0]}") == 7
+    with session_factory() as session:
+        assert len(session.exec(select(DsrRequest)).all()) == 1
+    other = service.create(new_request(intake_key="view:V0OTHER"))  # another form files anew
+    assert other.reference != filed[0]
