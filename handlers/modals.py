@@ -200,11 +200,15 @@ def _confirm(deps: Deps, client: WebClient, view_id: str, reference: str, user: 
                      for system, matches in found.items()}
         request = service.confirm(reference, confirmed, actor=user)
         in_review = request.status == RequestStatus.IN_REVIEW
+        # Posted without its buttons, which come once the message is saved as the request's
+        # thread: a click can never arrive before the thread its answer is posted in is known.
+        blocks = [b for b in request_message(deps, reference)[1] if b["type"] != "actions"]
         posted = client.chat_postMessage(
             channel=deps.approvals_channel,
             text=f"{reference} " + ("is in review" if in_review else "awaits approval"),
-            blocks=request_message(deps, reference)[1])
+            blocks=blocks)
         service.set_thread(reference, channel=posted["channel"], ts=posted["ts"])
+        refresh_request_message(deps, client, reference)
         if in_review:
             deps.wake_worker()  # its discovery starts now, not at the next scheduled run
         client.views_update(view_id=view_id, view=done_modal(

@@ -100,6 +100,7 @@ def file_request(world: Conversation, email: str, systems=("zendesk", "genesys")
     assert world.driver.submit("U_REQ", matches, ticked).status_code == 200
     message = wait_for(lambda: next((m for m in world.slack.messages(APPROVALS)
                                      if reference in json.dumps(m["blocks"])
-                                     and m.get("thread_ts") in (None, m["ts"])), None),
-                       what="the approval message")
+                                     and m.get("thread_ts") in (None, m["ts"])
+                                     and '"actions"' in json.dumps(m["blocks"])), None),
+                       what="the approval message with its buttons")
     return reference, message

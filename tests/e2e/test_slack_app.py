@@ -438,3 +438,21 @@ def test_a_replayed_intake_submission_files_nothing_more(world: World) -> None:
         assert f"filed {reference} already" in json.dumps(replay.json()["view"])
     with world.runtime.service.sessions() as session:
         assert len(session.exec(select(DsrRequest)).all()) == 1
+
+
+def test_the_approve_button_appears_only_once_the_thread_is_saved(world: World) -> None:
+    """An approver quick enough to click as the message appears must find the thread its
+    "Approved by" goes to already known: the buttons come with the first update, after it."""
+    reference, message = file_request(world, world.emails()[5], systems=("zendesk",))
+    posts = [c.args for c in world.slack.calls_to("chat.postMessage")
+             if c.args.get("channel") == APPROVALS and not c.args.get("thread_ts")
+             and reference in json.dumps(c.args.get("blocks"))]
+    assert len(posts) == 1 and '"actions"' not in json.dumps(posts[0]["blocks"])
+    updates = [c.args for c in world.slack.calls_to("chat.update")
+               if reference in json.dumps(c.args.get("blocks"))]
+    assert f'"action_id": "{Action.APPROVE}"' in json.dumps(updates[0]["blocks"])
+    assert world.runtime.service.get(reference).thread_ts == message["ts"]
+    world.driver.click("U_APP1", current(world, APPROVALS, message["ts"]), Action.APPROVE,
+                       APPROVALS)
+    wait_for(lambda: any("Approved by <@U_APP1>" in m["text"]
+                         for m in world.slack.thread(APPROVALS, message["ts"])), what="the post")
