@@ -15,7 +15,7 @@ from typing import TextIO
 
 from bot.logs import configure_logging
 from bot.settings import Settings, load_settings
-from services import audit
+from services import audit, audit_anchor
 from services.errors import DsrError, InvalidRequest
 from services.records import check_anchor, parse_record, record_json
 from storage import migrate
@@ -116,16 +116,33 @@ def cmd_db_revision(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    anchors, where = list(args.anchor), _anchors_file(args, settings)
+    if where.exists():
+        anchors += audit_anchor.read(where)
+    elif args.anchors:
+        raise InvalidRequest(f"--anchors {where}: no such file")
     factory = make_session_factory(_engine(settings))
     with factory() as session:
         result = audit.verify(session)
+        against_anchors = audit_anchor.check(session, anchors)
         record = parse_record(Path(args.record).read_text("utf-8")) if args.record else None
         anchored = check_anchor(session, record) if record else True
     if not result.ok:
         print(f"Audit trail BROKEN after {result.checked} good events: {result.problem}.",
               file=sys.stderr)
+    if against_anchors:
+        print(f"Audit trail does NOT match its anchors: {against_anchors}.", file=sys.stderr)
+    if not result.ok or against_anchors:
         return 1
     print(f"Audit trail intact: {result.checked} events, last hash {result.last_hash}.")
+    if anchors:
+        newest = max(anchors, key=lambda a: a.seq)
+        print(f"It matches its {len(anchors)} anchor(s), the newest at event #{newest.seq} "
+              f"({newest.source}).")
+    else:
+        why = "holds none" if where.exists() else "does not exist"
+        print(f"No anchors ({where} {why}): events cut off the end, with the chain head rewound, "
+              "would not show. See 'dsr-desk audit anchor'.")
     if record is None:
         return 0
     if not anchored:
@@ -138,9 +155,43 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _anchors_file(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.anchors) if args.anchors else settings.anchor_file
+
+
+def _pasted_anchor(text: str) -> audit_anchor.Anchor:
+    try:
+        return audit_anchor.parse_pasted(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _audit_verify_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE.json",
                         help="also check a compliance record's anchor against the trail")
+    parser.add_argument("--anchors", metavar="FILE",
+                        help="the anchors file to check the trail against (default: "
+                        "DSR_AUDIT_ANCHOR_FILE, skipped if it does not exist yet)")
+    parser.add_argument("--anchor", metavar="SEQ:HASH", type=_pasted_anchor, action="append",
+                        default=[], help="also an anchor copied from a daily digest in Slack "
+                        "(repeatable)")
+
+
+def cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    where = _anchors_file(args, settings)
+    factory = make_session_factory(_engine(settings))
+    with factory() as session:
+        anchor = audit_anchor.append(session, where, now=datetime.now(UTC))
+    if anchor is None:
+        print("Nothing to anchor: the audit trail is empty.")
+        return 0
+    print(f"Anchored event #{anchor.seq}, hash {anchor.hash}, to {where}.")
+    return 0
+
+
+def _audit_anchor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--anchors", metavar="FILE",
+                        help="the anchors file to append to (default: DSR_AUDIT_ANCHOR_FILE)")
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -401,8 +452,11 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
      _upgrade_args),
     ("db revision", "Write a new migration from the models (for developers).", cmd_db_revision,
      _revision_args),
-    ("audit verify", "Verify the audit trail's hash chain (and a compliance record's anchor with "
-     "--record); exit 1 naming the first bad event.", cmd_audit_verify, _audit_verify_args),
+    ("audit verify", "Verify the audit trail's hash chain against its anchors (and a compliance "
+     "record's anchor with --record); exit 1 naming the first bad event.", cmd_audit_verify,
+     _audit_verify_args),
+    ("audit anchor", "Append the audit chain's head (event number, hash, time) to the anchors file.",
+     cmd_audit_anchor, _audit_anchor_args),
     ("audit export", "Export the audit events of a date range as CSV or JSON for auditors, with the "
      "chain's verification.", cmd_audit_export, _audit_export_args),
     ("report", "Write a finished request's compliance record (PDF or JSON) to a file.", cmd_report,
@@ -418,7 +472,7 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
     ("sandbox serve", "Serve a vendor stand-in on localhost (try it with curl or the vendor's "
      "client).", cmd_sandbox_serve, _sandbox_args),
 ]
-GROUPS = {"db": "Manage the database schema.", "audit": "Check and export the audit trail.",
+GROUPS = {"db": "Manage the database schema.", "audit": "Check, anchor and export the audit trail.",
           "sandbox": "The vendor stand-ins of simulation mode.",
           "jobs": "The scheduled jobs: execution, status updates, reminders, digest, retention."}
 

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="Days after a request closes before its subject identifiers are reduced to "
                     "their masked form (what the audit needs).",
     )
+    audit_anchor_file: str = Field(
+        default="", validation_alias="DSR_AUDIT_ANCHOR_FILE",
+        description="Append-only file of the audit chain's anchors (event number, hash, time); "
+                    "empty means audit-anchors.jsonl under DSR_DATA_DIR. Keep it where those who "
+                    "can write the database cannot.",
+    )
 
     sandbox_seed: int = Field(default=0, validation_alias="DSR_SANDBOX_SEED")
     sandbox_people: int = Field(default=40, ge=1, le=100_000, validation_alias="DSR_SANDBOX_PEOPLE")
@@ -257,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def exports_dir(self) -> Path:
         return self.data_dir / "exports"
+
+    @property
+    def anchor_file(self) -> Path:
+        """Where the audit chain's anchors are appended (DSR_AUDIT_ANCHOR_FILE)."""
+        return Path(self.audit_anchor_file or self.data_dir / "audit-anchors.jsonl")
 
     @property
     def effective_database_url(self) -> str:

@@ -4,7 +4,9 @@ Each event's hash covers its own content and the previous event's hash, so alter
 reordering an event breaks the chain from that point on; `verify()` finds the first break. The
 chain head row is locked by every appender, so concurrent writers (threads, replicas) queue
 instead of forking the chain, and it records the tail, so that cutting events off the end is
-caught too. Details must never hold a subject's personal data: they describe what happened.
+caught too. Whoever can delete events can also rewind that row, so the head is published outside
+the database as well (`services.audit_anchor`), and the trail is checked against it.
+Details must never hold a subject's personal data: they describe what happened.
 """
 
 from __future__ import annotations

@@ -52,13 +52,26 @@ def digest_blocks(digest: Digest) -> list[Block]:
         blocks += [DividerBlock(), section("*Awaiting approval for more than a day*\n"
                                            + "\n".join(lines))]
     blocks.append(context("`/dsr list` filters requests; `/dsr show DSR-…` has each one's steps."))
+    if digest.chain_head:
+        seq, hash_ = digest.chain_head
+        # The whole hash, as `dsr-desk audit verify --anchor` takes it: an abbreviated one could
+        # be matched by a forged chain.
+        blocks.append(context(f"{_chain_head(digest)} · anchor for `dsr-desk audit verify "
+                              f"--anchor`: `{seq}:{hash_}`"))
     return blocks
+
+
+def _chain_head(digest: Digest) -> str:
+    if not digest.chain_head:
+        return "Audit chain: no events yet"
+    seq, hash_ = digest.chain_head
+    return f"Audit chain: event #{seq}, hash {hash_[:4]}…{hash_[-4:]}"
 
 
 def digest_text(digest: Digest) -> str:
     """The notification text (and what screen readers announce)."""
     return (f"DSR digest {digest.day}: {digest.open_total} open, {digest.overdue} overdue, "
-            f"{digest.due_next_7_days} due within 7 days.")
+            f"{digest.due_next_7_days} due within 7 days. {_chain_head(digest)}.")
 
 
 def escalation_blocks(count: int, overdue: Iterable[Overdue], managers: Iterable[str]) -> list[Block]:

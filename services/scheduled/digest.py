@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from services import audit_anchor
 from storage.models import IS_OPEN, AuditEvent, DsrRequest, RequestStatus, format_reference
 from storage.queries import EFFECTIVE_DUE
 
@@ -38,6 +39,9 @@ class Digest:
     on_time_share: float | None  # of those, completed by their (extended) deadline
     awaiting_approval: list[tuple[str, float]]  # (reference, days waiting), over a day
     series: list[DayCounts] = field(default_factory=list)  # the last 30 days, oldest first
+    # The audit chain's head, (seq, hash): posted daily, the team's Slack history holds anchors
+    # that no one with only database access can rewrite (see services/audit_anchor.py).
+    chain_head: tuple[int, str] | None = None
 
     @property
     def open_total(self) -> int:
@@ -85,6 +89,7 @@ def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
     series = [DayCounts(day, opened[day], completed[day], on_time[day])
               for day in (today - timedelta(days=n) for n in range(WINDOW_DAYS - 1, -1, -1))]
     done = sum(completed.values())
+    head = audit_anchor.head(session)
     return Digest(
         day=today,
         open_counts=open_counts,
@@ -97,6 +102,7 @@ def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
         on_time_share=sum(on_time.values()) / done if done else None,
         awaiting_approval=_awaiting_approval(session, now),
         series=series,
+        chain_head=(head.seq, head.hash) if head else None,
     )
 
 

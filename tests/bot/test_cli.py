@@ -139,7 +139,8 @@ def test_jobs_are_listed_and_run_once_from_the_command_line(tmp_path) -> None:
     assert dsr_desk("db", "upgrade", cwd=tmp_path).returncode == 0
     listed = dsr_desk("jobs", "list", cwd=tmp_path)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [
-        "execute", "status_updates", "reminders", "escalation", "digest", "deliverables", "retention"]
+        "execute", "status_updates", "reminders", "escalation", "digest", "deliverables", "retention",
+        "audit_anchor"]
     retention = dsr_desk("jobs", "run-once", "retention", cwd=tmp_path)
     assert retention.returncode == 0, retention.stderr
     assert retention.stdout == ("retention: purged 0 export(s), deleted 0 file(s) in Slack; reduced 0 "
