@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory
 from bot.doctor import Finding, authenticate
+from bot.identity import WorkerIdentity, claim
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
@@ -52,6 +53,7 @@ class Core:
     deps: Deps
     jobs: Jobs
     client: WebClient
+    identity: WorkerIdentity | None = None  # the worker's stable id, held while it runs
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Runtime:
     def close(self) -> None:
         self.scheduler.stop()
         self.core.registry.sandboxes.stop()
+        if self.core.identity is not None:
+            self.core.identity.release()
 
 
 def check_slack_settings(settings: Settings, *, http: bool) -> None:
@@ -114,6 +118,9 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
                **registry_overrides: object) -> Core:
     keys = settings.export_keys  # a missing key stops start-up before anything runs
     engine = open_database(settings)
+    # Unless told, the worker takes a stable id (bot.identity): restarted, it resumes at once.
+    identity = claim(settings.effective_database_url, "worker") if worker_id is None else None
+    worker_id = identity.id if identity else worker_id
     clock = clock or SystemClock()
     sessions = make_session_factory(engine)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -145,7 +152,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     notifier = SlackNotifier(client, deps, deliveries) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
                 client=client if token else None, clock=clock)
-    return Core(settings, service, registry, deps, jobs, client)
+    return Core(settings, service, registry, deps, jobs, client, identity)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,

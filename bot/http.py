@@ -129,7 +129,8 @@ class HttpServer(BaseApplication):
 
             self.stop_loaded = stop
             return None
-        runtime = create_app(self.settings)
+        # Answering Slack only: it runs no step, so it needs no stable worker slot.
+        runtime = create_app(self.settings, worker_id=f"{socket.gethostname()}:http:{os.getpid()}")
         forwarder = Forwarder(self.handoff.getsockname(), runtime.app.logger)
         runtime.app.listener_runner.lazy_listener_runner = forwarder
 
