@@ -7,9 +7,12 @@ costs about fifty polls a day, not one every few seconds. For an export it then 
 archive files behind the request's `resultsUrls`, each streamed as it is into the export (never
 parsed): those URLs are pre-signed and usually on a storage host, so our bearer token goes to
 the API host only and the files are fetched with no credentials at all (shared/docs/genesys.md).
-The request carries our reference and step in its `name`, so a step that crashed between
-posting and saving the id finds its request again instead of posting a second one. A call the
-OAuth client lacks a permission for (403) fails the step, naming the permission.
+Posting is the one call that is not safe to repeat: a second POST is a second request (a second
+deletion). The step saves a `posting` checkpoint (with the time) before it posts, and whenever
+it cannot know whether a POST was processed (its answer lost: AnswerLost; or a crash before the
+id was saved) it looks the request up in Genesys and adopts it, and posts only when none is
+found (see `_find_posted`). A call the OAuth client lacks a permission for (403) fails the step,
+naming the permission.
 """
 
 from __future__ import annotations
@@ -39,7 +42,14 @@ from services.connectors.base import (
     Verified,
     Waiting,
 )
-from services.connectors.http import Limits, VendorBusy, VendorError, VendorHTTP, error_from
+from services.connectors.http import (
+    AnswerLost,
+    Limits,
+    VendorBusy,
+    VendorError,
+    VendorHTTP,
+    error_from,
+)
 from services.errors import InvalidRequest
 from services.subjects import Identifier
 from storage.models import IdentifierKind, PlanAction, RequestType
@@ -67,6 +77,8 @@ GENESYS_LIMITS = Limits(requests_per_minute=300)  # the plan's default; settings
 SEARCH, SUBMIT, READ = "gdpr:subject:view", "gdpr:request:add", "gdpr:request:view"
 CHUNK_BYTES = 64 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# How far Genesys' clock (createdDate) may be behind ours when we look for a request we posted.
+CLOCK_SKEW = 60.0
 PLAIN_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
 
@@ -133,6 +145,7 @@ class GenesysConnector:
         poll_max_seconds: float = 1800.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.client_id = client_id  # our OAuth client: the `createdBy` of the requests we post
         self.http = VendorHTTP(client, vendor=self.label, base_url=base_url.rstrip("/") + "/api/v2",
                                auth=GenesysAuth(login_url, client_id, client_secret),
                                limits=limits, sleep=sleep)
@@ -198,15 +211,17 @@ class GenesysConnector:
         name = f"{run.spec.reference} dsr-desk #{run.params.get('index', 0)}"
         request_id = cp.get("request_id")
         if request_id is None and cp.get("posting"):
-            posted = self._find_posted(name)  # we may have crashed right after posting
+            # We may have crashed, or lost the answer, right after posting.
+            posted = self._find_posted(run, name, cp.get("since"))
             if posted is not None:
                 request_id = posted["id"]
                 cp = {"request_id": request_id,
                       "submitted_at": _timestamp(posted.get("createdDate")) or self.clock()}
         if request_id is None:
             if not cp.get("posting"):
-                return Continue({"posting": True}, note="posting the GDPR request")
-            request_id = self._post(run, name)
+                return Continue({"posting": True, "since": self.clock()},
+                                note="posting the GDPR request")
+            request_id = self._post_or_adopt(run, name, cp.get("since"))
             cp = {"request_id": request_id, "submitted_at": self.clock()}
             return Waiting(cp, self.poll_seconds,
                            f"{self.label} GDPR request {request_id} submitted; "
@@ -312,16 +327,49 @@ class GenesysConnector:
             body["replacementTerms"] = _replacement_terms(run.spec)
         return self._call("POST", "/gdpr/requests", SUBMIT, params=params, json=body).json()["id"]
 
-    def _find_posted(self, name: str) -> dict[str, Any] | None:
+    def _post_or_adopt(self, run: StepRun, name: str, since: float | None) -> str:
+        """Post the request. If its answer is lost, Genesys may hold it all the same: adopt it
+        if it shows; if not, try again later, and look again before posting (it may show late)."""
+        try:
+            return self._post(run, name)
+        except AnswerLost as exc:
+            posted = self._find_posted(run, name, since)
+            if posted is None:
+                raise VendorBusy(f"{self.label}: the answer to posting the GDPR request was "
+                                 "lost and the request does not show yet; looking for it again "
+                                 "before posting", retry_after=max(exc.retry_after,
+                                                                   self.poll_seconds)) from None
+            return posted["id"]
+
+    def _find_posted(self, run: StepRun, name: str, since: float | None) -> dict[str, Any] | None:
+        """The request this step posted, if Genesys holds it. GDPRRequest lists `name` without
+        saying that a name given by the client is kept, so the name alone cannot be trusted to
+        find it: a request is ours when it has our name, or no name and `createdBy` our OAuth
+        client (an OAuth client's id is its client id: GET /api/v2/oauth/clients/{clientId});
+        and its type and subject are those we post, and it was created no earlier than the
+        step began posting (`since`, less CLOCK_SKEW). The earliest such request is taken."""
+        request_type = REQUEST_TYPES[run.spec.type]
+        sent = run.params["subject"]
+        ours = []
+        for entity in self._requests():
+            created = _timestamp(entity.get("createdDate"))
+            mine = entity.get("name") == name or (
+                not entity.get("name") and (entity.get("createdBy") or {}).get("id") == self.client_id)
+            if (mine and entity.get("requestType") == request_type
+                    and _same_subject(sent, entity.get("subject") or {})
+                    and (since is None or (created is not None and created >= since - CLOCK_SKEW))):
+                ours.append((created or 0.0, entity))
+        return min(ours, key=lambda pair: pair[0])[1] if ours else None
+
+    def _requests(self) -> Generator[dict[str, Any], None, None]:
+        """Every GDPR request of the org, page by page."""
         page = 1
         while True:
             body = self._call("GET", "/gdpr/requests", READ,
                               params={"pageSize": 100, "pageNumber": page}).json()
-            for entity in body.get("entities") or []:
-                if entity.get("name") == name:
-                    return entity
+            yield from body.get("entities") or []
             if page >= (body.get("pageCount") or 1):
-                return None
+                return
             page += 1
 
 
@@ -367,6 +415,24 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _same_subject(sent: dict[str, Any], held: dict[str, Any]) -> bool:
+    """Whether Genesys' copy of a request's subject holds what we sent (compared without case,
+    spacing or phone punctuation, which the service may normalise)."""
+    return all(_normalised(key, value) == _normalised(key, held.get(key))
+               for key, value in sent.items())
+
+
+def _normalised(key: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted({_normalised(key, v) for v in value})
+    if isinstance(value, dict):
+        return {k: _normalised(k, v) for k, v in value.items()}
+    if isinstance(value, str):
+        return "".join(c for c in value if c.isdigit()) if key == "phoneNumbers" else \
+            value.strip().casefold()
+    return value
 
 
 def _subject_key(subject: dict[str, Any]) -> str:

@@ -3,8 +3,18 @@
 429s are honoured with their Retry-After; 5xx answers, timeouts and dropped connections are
 retried with exponential backoff and jitter. A wait longer than `max_inline_wait` is not slept
 through: it raises VendorBusy, and the engine schedules the step for later instead of holding a
-worker. Errors name the method and path only: query strings can hold a subject's email, and
-headers hold credentials, so neither reaches a message or a log line.
+worker.
+
+Only calls that are safe to repeat are repeated blindly. A POST or PATCH whose answer is lost
+after it was sent (a timeout while waiting, the connection dropped, a 5xx from a gateway that
+may have passed it on) may have been processed: sending it again could create a second
+request at the vendor. It raises AnswerLost instead, and the connector looks its effect up
+before it tries again. What cannot have reached the vendor (a refused connection, a 429, which
+is a refusal) is retried as for any call. GET, PUT and DELETE are idempotent by HTTP's
+definition; a connector whose vendor breaks that rule handles it where it calls.
+
+Errors name the method and path only: query strings can hold a subject's email, and headers
+hold credentials, so neither reaches a message or a log line.
 """
 
 from __future__ import annotations
@@ -28,6 +38,10 @@ from limits.strategies import MovingWindowRateLimiter
 log = logging.getLogger(__name__)
 
 RETRIABLE_STATUS = {429, 500, 502, 503, 504}
+# Safe to send again after an answer that never came (RFC 9110, 9.2.2: idempotent methods).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Failures that happen before any byte of the request left: nothing can have been processed.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class VendorError(Exception):
@@ -45,6 +59,12 @@ class VendorBusy(VendorError):
     def __init__(self, message: str, *, retry_after: float, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class AnswerLost(VendorBusy):
+    """A call that is not safe to repeat (POST, PATCH) was sent, but its answer was lost: it
+    may or may not have been processed. Look its effect up at the vendor before sending it
+    again; the engine, if it gets this, tries the step again later."""
 
 
 class _Transient(Exception):
@@ -177,22 +197,34 @@ class VendorHTTP:
                     response = self.client.send(built, auth=auth, stream=True)
                 else:
                     response = self.client.request(method, url, **kwargs)
-            except httpx.TimeoutException:
-                raise _Transient(f"timeout on {method} {httpx.URL(url).path}", None) from None
             except httpx.TransportError as exc:
-                raise _Transient(
-                    f"{type(exc).__name__} on {method} {httpx.URL(url).path}", None
-                ) from None
+                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+                what = f"{kind} on {method} {httpx.URL(url).path}"
+                if not isinstance(exc, NOT_SENT):
+                    self._unless_repeatable(method, what, None)
+                raise _Transient(what, None) from None
         if response.status_code not in RETRIABLE_STATUS:
             return response
         response.close()  # a streamed answer that will not be read
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         what = f"{response.status_code} on {describe(response.request)}"
+        if response.status_code != 429:  # a gateway's 5xx may come after the vendor acted
+            self._unless_repeatable(method, what, wait, response.status_code)
         log.info("%s answered %s; retrying", self.vendor, what)
         if wait is not None and wait > self.limits.max_inline_wait:
             raise VendorBusy(f"{self.vendor} asked us to wait {wait:.0f} s ({what})",
                              retry_after=wait, status=response.status_code)
         raise _Transient(what, wait)
+
+    def _unless_repeatable(self, method: str, what: str, wait: float | None,
+                           status: int | None = None) -> None:
+        """Raise AnswerLost for a call that must not be sent again blindly."""
+        if method.upper() in IDEMPOTENT:
+            return
+        log.warning("%s: the answer to a %s was lost (%s); not sending it again", self.vendor,
+                    method.upper(), what)
+        raise AnswerLost(f"{self.vendor} may have processed {what}, but its answer was lost",
+                         retry_after=wait or self.limits.backoff_max, status=status)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -14,6 +14,13 @@ confirm the data belongs to the user: it may be another person with the same nam
 
 Each step re-reads Zendesk before it writes, so running it again after a crash skips what is
 already done; Zendesk's "not found" for something we are deleting counts as done.
+
+Every write is a PUT or a DELETE, which VendorHTTP sends again when its answer is lost. Sent
+again, a write that was applied the first time can be refused: a second DELETE of a user is a
+404, a second close of a ticket a 422 ("Status closed prevents ticket update"), a second comment
+redaction no longer matches the comment. Each such refusal is reconciled by reading Zendesk
+back, never taken for a failure or a success on its own. A bulk job sent twice runs twice; the
+second finds its ids gone ("not found"), which counts as done, and the read-back decides.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from services.connectors.base import (
     Waiting,
 )
 from services.connectors.findings import Finder, describe, subject_terms
-from services.connectors.http import Limits, VendorError, VendorHTTP
+from services.connectors.http import Limits, VendorError, VendorHTTP, error_from
 from services.subjects import Identifier
 from storage.models import IdentifierKind, PlanAction, RequestType
 
@@ -449,9 +456,23 @@ class ZendeskConnector:
             if close:
                 changes["status"] = "closed"
         if changes:
-            self.http.call("PUT", f"/tickets/{ticket_id}", json={"ticket": changes})
+            self._update_ticket(ticket_id, changes)
         verified = self._verify_redacted(ticket_id, close, finder, users)
         return verified if isinstance(verified, Failed) else (verified, fallback)
+
+    def _update_ticket(self, ticket_id: int, changes: dict[str, Any]) -> None:
+        """PUT /tickets/{id}. Zendesk refuses any change to a closed ticket (422): when this
+        update closes it, the 422 may answer our own first call sent again after its answer
+        was lost, so the ticket is read; closed, the read-back that follows decides."""
+        response = self.http.call("PUT", f"/tickets/{ticket_id}", json={"ticket": changes},
+                                  ok=(200, 422))
+        if response.status_code == 422 and not (
+                changes.get("status") == "closed" and self._ticket_status(ticket_id) == "closed"):
+            raise error_from(response, f"{self.label} refused PUT")
+
+    def _ticket_status(self, ticket_id: int) -> str | None:
+        response = self.http.call("GET", f"/tickets/{ticket_id}", ok=(200, 404))
+        return response.json()["ticket"].get("status") if response.status_code == 200 else None
 
     def _redact_comment(self, ticket: dict[str, Any], comment: dict[str, Any], strings: list[str],
                         files: list[dict[str, Any]], fallback: bool) -> bool | Failed:
@@ -466,8 +487,13 @@ class ZendeskConnector:
             if inline:
                 body["external_attachment_urls"] = inline
             response = self.http.call("PUT", f"/comment_redactions/{comment_id}", json=body,
-                                      ok=(200, 403, 404))
-            if response.status_code == 200:
+                                      ok=(200, 400, 403, 404, 422))
+            # Sent again after its answer was lost, a redaction no longer matches the comment
+            # it already changed: what the comment shows now decides.
+            if response.status_code in (400, 422) and self._still_shows(
+                    ticket_id, comment_id, strings, inline):
+                raise error_from(response, f"{self.label} refused PUT")
+            if response.status_code in (200, 400, 422):
                 files = [a for a in files if not a.get("inline")]
             else:
                 fallback = True
@@ -484,6 +510,16 @@ class ZendeskConnector:
             self.http.call("PUT", f"/tickets/{ticket_id}/comments/{comment_id}/attachments/"
                            f"{attachment['id']}/redact", ok=(200, 404))
         return fallback
+
+    def _still_shows(self, ticket_id: int, comment_id: int, strings: list[str],
+                     inline_urls: list[str]) -> bool:
+        """Whether the comment still holds one of `strings` or one of the inline images."""
+        comment = next((c for c in self._comments(ticket_id) if c["id"] == comment_id), None)
+        if comment is None:
+            return False
+        text = _comment_text(comment).casefold()
+        urls = {a.get("content_url") for a in comment.get("attachments") or []}
+        return any(s.casefold() in text for s in strings) or bool(urls & set(inline_urls))
 
     def _verify_redacted(self, ticket_id: int, close: bool, finder: Finder,
                          users: set[int]) -> Verified | Failed:

@@ -22,6 +22,11 @@ Routes [Contract]: `POST /oauth/token`; `GET /api/v2/gdpr/subjects`; `POST /api/
 carries the `ININ-Correlation-Id` header that the body's `contextId` repeats [Blog-logging].
 
 Rules, each with its reference (list below); what no reference settles is marked "ours":
+- A request's `createdBy` is the OAuth client that posted it ("The user that created this
+  request" [SDK-models]; with client credentials no user is involved), by its client id
+  [SDK-oauth]. Whether a `name` the client sends is kept is not documented (the model lists
+  `name` with no description): kept by default; `sandbox.state.keep_names = False` drops it,
+  so tests prove that callers do not depend on it.
 - A call the OAuth client has no permission for answers 403 `missing.any.permissions`, naming
   the permission: each GDPR call "Requires ANY permissions" of one [SDK-api-doc]; code and
   wording [Errors]. Set the granted ones with `GenesysSandbox(permissions=...)` or
@@ -52,6 +57,8 @@ References:
 - [Contract] shared/docs/genesys.md.
 - [SDK-models] PureCloudPlatformClientV2 (PyPI purecloudplatformclientv2, 269.0.0), models
   GDPRRequest (status values; resultsUrl, resultsUrls docstrings), GDPRSubject, ReplacementTerm.
+- [SDK-oauth] PureCloudPlatformClientV2, OAuthApi.get_oauth_client(client_id): GET
+  /api/v2/oauth/clients/{clientId}, an OAuthClient whose `id` is that client id.
 - [SDK-api-doc] MyPureCloud/platform-client-sdk-python, build/docs/
   GeneralDataProtectionRegulationApi.md: get_gdpr_request and get_gdpr_requests "Requires ANY
   permissions: gdpr:request:view", get_gdpr_subjects "gdpr:subject:view", post_gdpr_requests
@@ -570,10 +577,11 @@ class GenesysSandbox:
                  client_id: str = "sandbox-client", client_secret: str = "sandbox-secret",
                  token_ttl: int = 86400, results_url_seconds: int = RESULTS_URL_SECONDS,
                  storage_url: str | None = None) -> None:
-        client_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"genesys-sandbox:client:{client_id}"))
+        # A request is created by the OAuth client whose token posted it; the client's id is
+        # its client id (the SDK's OAuthApi.get_oauth_client: /api/v2/oauth/clients/{clientId}).
         self.state = GenesysState(
             seed=seed, request_seconds=request_seconds, clock=clock, permissions=permissions,
-            created_by={"id": client_uuid, "selfUri": f"/api/v2/oauth/clients/{client_uuid}"},
+            created_by={"id": client_id, "selfUri": f"/api/v2/oauth/clients/{client_id}"},
         )
         self.state.add_people(make_people(people, seed))
         self.results_url_seconds = results_url_seconds

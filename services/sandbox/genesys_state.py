@@ -445,6 +445,7 @@ class GenesysState:
         self.request_seconds = request_seconds
         self.clock = clock
         self.permissions = set(permissions)
+        self.keep_names = True  # not documented whether a client-supplied name is kept
         nobody = str(uuid.UUID(int=0))
         self.created_by = created_by or {"id": nobody, "selfUri": f"/api/v2/oauth/clients/{nobody}"}
         self.lock = threading.RLock()
@@ -514,7 +515,7 @@ class GenesysState:
             record = GdprRequestRecord(
                 id=_uuid(self._ids), request_type=request_type, subject=subject,
                 replacement_terms=cleaned_terms,
-                name=name if isinstance(name, str) else None,
+                name=name if isinstance(name, str) and self.keep_names else None,
                 created_by=dict(self.created_by),
                 created_date=iso(datetime.fromtimestamp(now, UTC)),
                 created_at=now, due_at=now + max(0.0, self.request_seconds), fails=fails,

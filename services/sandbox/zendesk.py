@@ -36,9 +36,10 @@ Where the reference is silent, this stand-in answers as follows:
   `{"error": "invalid", "description": ...}`;
 - a search property this stand-in does not know (`organization:`...) finds nothing.
 
-Test faults, not vendor behaviour: `FaultPlan` (injected 429/5xx), `fail_next_job()` (the next
-job ends `failed`) and `lose_writes(kinds)` (writes answer 200 as if applied, nothing changes:
-a misbehaving proxy), so that callers which trust an answer without reading back are caught.
+Test faults, not vendor behaviour: `FaultPlan` (injected 429/5xx; answers lost after the call
+was processed), `fail_next_job()` (the next job ends `failed`) and `lose_writes(kinds)` (writes
+answer 200 as if applied, nothing changes: a misbehaving proxy), so that callers which trust an
+answer without reading back are caught.
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ Rules that matter for privacy, as Zendesk applies them (each cites its reference
   "Permanently deleted user" without contact data or identities, and the tickets that named the
   user (`via.source.from`) name the placeholder instead;
 - bulk calls answer a job; their effect is applied when the job completes, after `job_polls`
-  reads of its status.
+  reads of its status. Jobs run in the background whether anyone reads them or not (a job
+  whose answer never reached its caller still runs): an account's jobs complete in the order
+  they were queued, so a job completing first completes those queued before it (the order is
+  not documented; Zendesk describes jobs as queued, "Job Statuses": queued, working, completed).
 
 Test faults (not vendor behaviour): `fail_next_job` makes the next job end `failed` without
 effect; `lost_writes` makes the named kinds of write answer as if applied while nothing changes
@@ -1167,8 +1170,16 @@ class ZendeskState:
         self.jobs[job_id] = job
         answer = self._job_view(job)
         if self.job_polls <= 0:
-            self._complete(job)
+            self._complete_through(job)
         return answer
+
+    def _complete_through(self, job: Job) -> None:
+        """Complete `job` and, first, every job queued before it that is still open."""
+        for queued in self.jobs.values():
+            if queued.status not in ("completed", "failed"):
+                self._complete(queued)
+            if queued is job:
+                return
 
     def _complete(self, job: Job) -> None:
         done_at = self._tick().replace("T", " ").replace("Z", " +0000")
@@ -1195,7 +1206,7 @@ class ZendeskState:
         if job.status not in ("completed", "failed"):
             job.reads += 1
             if job.reads >= self.job_polls:
-                self._complete(job)
+                self._complete_through(job)
             else:
                 job.status = "working"
         return self._job_view(job)

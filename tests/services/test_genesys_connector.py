@@ -22,7 +22,7 @@ from services.errors import InvalidRequest
 from services.exports import SealedSink, archive_chunks, export_folder, package
 from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
-from services.sandbox.traffic import FaultPlan
+from services.sandbox.traffic import FaultPlan, LoseAnswers
 from services.subjects import Identifier
 from storage.models import IdentifierKind as K
 from storage.models import PlanAction, RequestType
@@ -244,7 +244,8 @@ def test_crash_after_posting_does_not_post_twice() -> None:
                                               MemorySink()))
 
         posting = run(None)
-        assert posting == Continue({"posting": True}, note="posting the GDPR request")
+        assert posting == Continue({"posting": True, "since": clock.now},
+                                   note="posting the GDPR request")
         submitted = run(posting.checkpoint)
         assert isinstance(submitted, Waiting)
         clock.now += 3600
@@ -347,3 +348,80 @@ def test_plans_refuse_what_genesys_cannot_do(connector) -> None:
         connector.plan(RequestSpec("DSR-1", RequestType.RECTIFICATION,
                                    (Identifier(K.EMAIL, "a@example.com"),),
                                    new_values=(Identifier(K.PHONE, "+15550000"),)))
+
+
+def test_a_lost_answer_to_the_post_adopts_the_request_genesys_created() -> None:
+    clock = Clock()
+    with GenesysSandbox(seed=11, people=8, clock=clock) as box, serve(box.wsgi) as running, \
+            httpx.Client() as client:
+        box.state.keep_names = False  # not documented to be kept: not relied upon
+        connector = connect(client, running.url, clock=clock)
+        box.traffic.set_faults(FaultPlan(lose=(LoseAnswers("POST", "/api/v2/gdpr/requests"),)))
+        trace = drive(connector, spec(RequestType.ERASURE, confirmed(connector, person(box))))
+        assert [type(o) for _, o in trace] == [Continue, Waiting, Done]
+        assert box.traffic.stats.lost == {"POST /api/v2/gdpr/requests": 1}
+        assert box.traffic.stats.calls["POST /api/v2/gdpr/requests"] == 1
+        [posted] = box.state.requests
+        assert trace[-1][1].summary["genesys_request"] == posted
+
+
+def test_only_our_own_request_is_adopted() -> None:
+    """Someone else (another OAuth client) posts the same request at the same moment: ours is
+    found by its creator, not theirs."""
+    clock = Clock()
+    with GenesysSandbox(seed=11, people=8, clock=clock) as box, serve(box.wsgi) as running, \
+            httpx.Client() as client:
+        box.state.keep_names = False
+        connector = connect(client, running.url, clock=clock)
+        request = spec(RequestType.ACCESS, confirmed(connector, person(box)))
+        [step] = connector.plan(request)
+
+        def run(checkpoint):
+            return connector.run_step(StepRun(step.action, step.params, checkpoint, request, {},
+                                              MemorySink()))
+
+        posting = run(None)
+        ours_by = box.state.created_by
+        box.state.created_by = {"id": "another-client", "selfUri": "/api/v2/oauth/clients/x"}
+        theirs = box.state.create_request({"requestType": "GDPR_EXPORT",
+                                           "subject": step.params["subject"]},
+                                          delete_confirmed=False)
+        box.state.created_by = ours_by
+        box.traffic.set_faults(FaultPlan(lose=(LoseAnswers("POST", "/api/v2/gdpr/requests"),)))
+        submitted = run(posting.checkpoint)
+        assert isinstance(submitted, Waiting)
+        assert submitted.checkpoint["request_id"] != theirs.id
+        assert len(box.state.requests) == 2
+
+
+def test_an_ambiguous_failure_of_a_post_that_did_nothing_is_posted_again_later() -> None:
+    """A gateway answers 502 and the request never reached Genesys: nothing shows, so the step
+    tries again later, looks once more, and only then posts again."""
+    clock = Clock()
+    spy = Spy()
+    with GenesysSandbox(seed=11, people=8, clock=clock) as box, httpx.Client() as client:
+        spy.app = box.wsgi
+
+        def refuse_posts(environ, start_response):
+            if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].startswith("/api/"):
+                start_response("502 Bad Gateway", [("Content-Type", "application/json")])
+                return [b'{"status": 502, "code": "bad.gateway"}']
+            return box.wsgi(environ, start_response)
+
+        with serve(spy) as running:
+            connector = connect(client, running.url, clock=clock)
+            request = spec(RequestType.ERASURE, confirmed(connector, person(box)))
+            [step] = connector.plan(request)
+
+            def run(checkpoint):
+                return connector.run_step(StepRun(step.action, step.params, checkpoint, request,
+                                                  {}, MemorySink()))
+
+            posting = run(None)
+            spy.app = refuse_posts
+            with pytest.raises(VendorBusy, match="does not show yet") as raised:
+                run(posting.checkpoint)
+            assert "@" not in str(raised.value) and not box.state.requests
+            spy.app = box.wsgi
+            assert isinstance(run(posting.checkpoint), Waiting)
+            assert len(box.state.requests) == 1

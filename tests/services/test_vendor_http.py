@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 import httpx
 import pytest
 
-from services.connectors.http import Limits, VendorBusy, VendorHTTP, retry_after_seconds
+from services.connectors.http import (
+    AnswerLost,
+    Limits,
+    VendorBusy,
+    VendorHTTP,
+    retry_after_seconds,
+)
 from services.sandbox import server
-from services.sandbox.traffic import FaultPlan, TrafficControl
+from services.sandbox.traffic import FaultPlan, LoseAnswers, TrafficControl
 
 
 def ok_app(environ, start_response):
@@ -111,3 +119,101 @@ def test_rate_limit_blocks_the_call_over_the_limit(serve) -> None:
                                                  (None, None), ("-3", 0.0)])
 def test_retry_after_parsing(header, seconds) -> None:
     assert retry_after_seconds(header) == seconds
+
+
+class Counting:
+    """An app that counts the calls it processed, by method."""
+
+    def __init__(self) -> None:
+        self.processed: list[str] = []
+
+    def __call__(self, environ, start_response):
+        self.processed.append(environ["REQUEST_METHOD"])
+        return ok_app(environ, start_response)
+
+
+@pytest.fixture
+def counted():
+    running = []
+
+    def start(faults: FaultPlan) -> tuple[Counting, TrafficControl, str]:
+        app = Counting()
+        traffic = TrafficControl(app, error_body, faults=faults)
+        running.append(server.start(traffic))
+        return app, traffic, running[-1].url
+
+    yield start
+    for r in running:
+        r.stop()
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_lost_answer_to_a_non_idempotent_call_is_not_sent_again(counted, method) -> None:
+    app, traffic, url = counted(FaultPlan(lose=(LoseAnswers(method, "/things"),)))
+    http, sleeps = make()
+    with pytest.raises(AnswerLost, match=f"RemoteProtocolError on {method} /things") as raised:
+        http.request(method, f"{url}/things?email=jane@example.com", json={"a": 1})
+    assert "jane" not in str(raised.value)
+    assert app.processed == [method] and http.calls == 1 and sleeps == []  # processed once
+    assert traffic.stats.lost == {f"{method} /things": 1}
+
+
+def test_a_5xx_to_a_post_is_ambiguous_a_429_is_a_refusal(counted) -> None:
+    _, traffic, url = counted(FaultPlan(error_rate=1.0, rate_limit_share=0.0))
+    http, _ = make(attempts=3)
+    with pytest.raises(AnswerLost) as raised:
+        http.request("POST", f"{url}/things", json={})
+    assert raised.value.status in (500, 502, 503, 504) and http.calls == 1
+    traffic.set_faults(FaultPlan(error_rate=1.0, rate_limit_share=1.0))
+    with pytest.raises(VendorBusy) as refused:
+        http.request("POST", f"{url}/things", json={})
+    assert not isinstance(refused.value, AnswerLost) and http.calls == 1 + 3  # retried
+
+
+def test_a_timeout_after_sending_a_post_is_ambiguous(counted) -> None:
+    app, _, url = counted(FaultPlan(slow_rate=1.0, slow_seconds=0.3))
+    http, _ = make(attempts=3, timeout=0.05)
+    with pytest.raises(AnswerLost, match="timeout on POST /slow"):
+        http.request("POST", f"{url}/slow", json={})
+    assert http.calls == 1
+
+
+def test_a_post_that_could_not_connect_is_retried() -> None:
+    with socket.socket() as taken:  # a port nobody listens on once it is closed
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+    http, sleeps = make(attempts=3)
+    with pytest.raises(VendorBusy) as raised:
+        http.request("POST", f"http://127.0.0.1:{port}/things", json={})
+    assert not isinstance(raised.value, AnswerLost)
+    assert http.calls == 3 and len(sleeps) == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_a_lost_answer_to_an_idempotent_call_is_sent_again(counted, method) -> None:
+    app, _, url = counted(FaultPlan(lose=(LoseAnswers(method, "/things"),)))
+    http, sleeps = make()
+    assert http.request(method, f"{url}/things").json() == {"path": "/things"}
+    assert app.processed == [method, method] and len(sleeps) == 1
+
+
+def test_lost_answers_are_targeted_or_a_random_share(counted) -> None:
+    target = LoseAnswers("POST", "/jobs", count=2, skip=1, exact=True)
+    app, traffic, url = counted(FaultPlan(lose=(target,)))
+    client = httpx.Client()
+    answers = []
+    for path in ("/jobs", "/jobs/1", "/jobs", "/jobs", "/jobs"):
+        try:
+            answers.append(client.post(f"{url}{path}").status_code)
+        except httpx.RemoteProtocolError:
+            answers.append("lost")
+    assert answers == [200, 200, "lost", "lost", 200]  # the 2nd and 3rd POST /jobs
+    assert len(app.processed) == 5  # every one was processed
+    traffic.set_faults(FaultPlan(lose=(LoseAnswers("POST", "/jobs"),), lost_answer_status=504))
+    assert client.post(f"{url}/jobs").status_code == 504 and len(app.processed) == 6
+    traffic.set_faults(FaultPlan(lost_answer_rate=0.5, seed=1))
+    for _ in range(40):
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            client.get(f"{url}/any")
+    assert 10 < traffic.stats.lost["GET /any"] < 30 and len(app.processed) == 46
+    client.close()

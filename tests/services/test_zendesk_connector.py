@@ -8,11 +8,12 @@ import httpx
 import pytest
 
 from services.connectors.base import Continue, Failed, RequestSpec
-from services.connectors.http import Limits
+from services.connectors.http import Limits, VendorError
 from services.connectors.zendesk import ZendeskConnector
 from services.sandbox.server import serve
-from services.sandbox.traffic import FaultPlan
+from services.sandbox.traffic import FaultPlan, LoseAnswers
 from services.sandbox.zendesk import ZendeskSandbox
+from services.sandbox.zendesk_state import record_invalid
 from services.subjects import Identifier
 from storage.models import IdentifierKind as K
 from storage.models import PlanAction, RequestType
@@ -201,3 +202,47 @@ def test_the_subjects_images_are_redacted_even_when_their_user_is_left(connector
     assert first["attachments"] and all(a["file_name"] == "redacted.txt"
                                         for a in first["attachments"])
     assert user["id"] not in sandbox.snapshot()["deleted_users"]  # left, as the plan says
+
+
+def test_a_close_and_a_redaction_sent_again_after_lost_answers_are_read_back(
+        connector, sandbox) -> None:
+    """Sent again after its answer was lost, Zendesk refuses the close of the ticket it closed
+    (422) and the redaction it applied (no longer matching the comment): both are read back,
+    found applied, and the erasure goes on."""
+    user = subject(sandbox)
+    solved = sandbox.add_ticket(user["id"], subject="Refund", description="Refund please",
+                                status="solved", comments=[f"Write to {EMAIL}"])
+    inline = sandbox.add_ticket(user["id"], subject="Damage", status="open",
+                                description=f"See the photo, {EMAIL}", inline_image=True)
+    sandbox.traffic.set_faults(FaultPlan(lose=(
+        LoseAnswers("PUT", f"/api/v2/tickets/{solved['id']}", exact=True),
+        LoseAnswers("PUT", "/api/v2/comment_redactions/", count=2))))
+    planned, _ = review(connector, spec(connector, RequestType.ERASURE), choose=lambda c: (
+        PlanAction.REDACT_CLOSE if c.kind == "ticket" else c.proposed))
+    done = summaries(drive(connector, planned))
+    assert sum(sandbox.traffic.stats.lost.values()) == 3
+    assert calls(sandbox, f"PUT /api/v2/tickets/{solved['id']}") == 2  # the 2nd answered 422
+    assert sandbox.state.tickets[solved["id"]]["status"] == "closed"
+    assert EMAIL not in json.dumps(sandbox.state.comments[solved["id"]])
+    assert EMAIL not in json.dumps(sandbox.state.comments[inline["id"]])
+    assert all(a["file_name"] == "redacted.txt"
+               for a in sandbox.state.comments[inline["id"]][0]["attachments"])
+    assert done["purge_users"] == {"purged_users": [user["id"]]}
+
+
+def test_a_refused_close_that_was_not_ours_still_fails(connector, sandbox) -> None:
+    """A 422 is reconciled only when the ticket shows closed: a refusal for another reason is
+    a failure, named without the subject's data."""
+    user = subject(sandbox)
+    ticket = sandbox.add_ticket(user["id"], subject=f"Account of {EMAIL}", description="x")
+    planned, _ = review(connector, spec(connector, RequestType.ERASURE), choose=lambda c: (
+        PlanAction.REDACT_CLOSE if c.kind == "ticket" else c.proposed))
+
+    def invalid(*args, **kwargs):
+        raise record_invalid("subject", "InvalidValue", "Subject: is invalid")
+
+    sandbox.state.update_ticket = invalid
+    with pytest.raises(VendorError, match="answered 422") as raised:  # the engine: Failed
+        drive(connector, planned)
+    assert EMAIL not in str(raised.value)
+    assert sandbox.state.tickets[ticket["id"]]["status"] == "open"
