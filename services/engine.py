@@ -450,6 +450,8 @@ class Worker:
             else:
                 kind, note = "failed", outcome.reason
                 step.status, step.error, step.finished_at = StepStatus.FAILED, outcome.reason, now
+                if outcome.checkpoint is not None:
+                    step.checkpoint = outcome.checkpoint
                 audit.record(session, action="step.failed", actor=SYSTEM_ACTOR, at=now,
                              request_id=request.id,
                              details={"step": step.id, "system": step.system,

@@ -146,9 +146,12 @@ class RetryLater:
 
 @dataclass(frozen=True)
 class Failed:
-    """Will not succeed by retrying; a person must look. `reason` is shown to the team."""
+    """Will not succeed by retrying; a person must look. `reason` is shown to the team.
+    `checkpoint`, if given, is where a retry by a person starts (e.g. a vendor job that ended in
+    error is submitted anew, not polled again); None keeps the step's checkpoint."""
 
     reason: str
+    checkpoint: dict[str, Any] | None = None
 
 
 Outcome = Done | Continue | Waiting | RetryLater | Failed

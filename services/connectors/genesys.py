@@ -232,7 +232,7 @@ class GenesysConnector:
         if status == "ERROR":
             return Failed(f"{self.label} ended GDPR request {request_id} in ERROR, so it did "
                           "not complete. Ask Genesys Cloud support about it (quote the request "
-                          "id), then retry the request here")
+                          "id), then retry the request here", checkpoint={})  # posts anew
         if status not in FINAL:
             wait = self._next_poll(cp["submitted_at"])
             return Waiting(cp, wait, f"{self.label} GDPR request {request_id} is {status}; "
@@ -347,7 +347,8 @@ class GenesysConnector:
         find it: a request is ours when it has our name, or no name and `createdBy` our OAuth
         client (an OAuth client's id is its client id: GET /api/v2/oauth/clients/{clientId});
         and its type and subject are those we post, and it was created no earlier than the
-        step began posting (`since`, less CLOCK_SKEW). The earliest such request is taken."""
+        step began posting (`since`, less CLOCK_SKEW), and not ended in ERROR. The earliest
+        such request is taken."""
         request_type = REQUEST_TYPES[run.spec.type]
         sent = run.params["subject"]
         ours = []
@@ -355,7 +356,9 @@ class GenesysConnector:
             created = _timestamp(entity.get("createdDate"))
             mine = entity.get("name") == name or (
                 not entity.get("name") and (entity.get("createdBy") or {}).get("id") == self.client_id)
-            if (mine and entity.get("requestType") == request_type
+            # One that ended in ERROR did nothing: posting anew is the remedy, not adopting it.
+            if (mine and entity.get("status") != "ERROR"
+                    and entity.get("requestType") == request_type
                     and _same_subject(sent, entity.get("subject") or {})
                     and (since is None or (created is not None and created >= since - CLOCK_SKEW))):
                 ours.append((created or 0.0, entity))

@@ -10,12 +10,13 @@ from sqlmodel import select
 from bot.settings import Settings
 from bot.wiring import ConnectorRegistry, Sandboxes
 from services import audit
+from services import engine as eng
 from services.connectors.base import RequestSpec, Waiting
 from services.sandbox.people import people
 from services.sandbox.traffic import FaultPlan
 from services.subjects import Identifier
 from storage import migrate
-from storage.db import make_engine, make_session_factory
+from storage.db import make_engine, make_session_factory, transaction
 from storage.models import (
     AuditEvent,
     DsrRequest,
@@ -135,4 +136,30 @@ def test_a_days_long_genesys_request_is_polled_within_the_budget(session_factory
                 if call.startswith("GET /api/v2/gdpr/requests/"))
     assert timedelta(days=3) <= elapsed < timedelta(days=3, hours=1)
     assert 100 < polls < 200, polls  # ~11 while young, then every 30 minutes for three days
+    connectors.sandboxes.stop()
+
+
+def test_a_genesys_request_ending_in_error_is_posted_anew_on_retry(session_factory,
+                                                                    tmp_path) -> None:
+    """Genesys ended the request in ERROR: a person retries, and a new request is posted
+    (polling the failed one again would fail again forever)."""
+    connectors, clock = registry(tmp_path), ManualClock(T0)
+    connectors.sandboxes.url("genesys")
+    genesys = connectors.sandboxes.instances["genesys"]
+    email = "err.subject@example.com"
+    genesys.add_subject("Err Subject", emails=[email], phones=["+15558880003"])
+    genesys.fail_next()
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, email,
+                              systems=("genesys",))
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with transaction(session_factory) as session:
+        request = session.get(DsrRequest, request_id)
+        assert request.status == RequestStatus.NEEDS_ATTENTION
+        assert eng.retry(session, request, actor="U_REQUESTER", at=clock.now()) == 1
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        errors = [s.error for s in session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id))]
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED, errors
+    assert sorted(r.status for r in genesys.state.requests.values()) == ["COMPLETED", "ERROR"]
     connectors.sandboxes.stop()
