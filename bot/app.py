@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.wiring import ConnectorRegistry
 from handlers import register_handlers
 from handlers.deps import Deps
+from handlers.edge import answer_error
 from services.clock import Clock, SystemClock
 from services.connectors import CONNECTORS
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
@@ -176,5 +177,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     scheduler = Scheduler(core.jobs, intervals=intervals,
                           speed=getattr(core.jobs.clock, "speed", 1.0))
     core.deps.wake_worker = scheduler.wake
+    app.error(answer_error)  # what a listener's ack or a middleware let escape (handlers.edge)
     register_handlers(app, core.deps)
     return Runtime(app, core, scheduler)

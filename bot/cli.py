@@ -86,8 +86,8 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (HTTP mode)")
     parser.add_argument("--workers", type=_at_least_one, default=2,
                         help="HTTP mode: processes answering Slack (one more works in the background)")
-    parser.add_argument("--threads", type=_at_least_one, default=1,
-                        help="HTTP mode: request threads in each worker (1 keeps acks fastest)")
+    parser.add_argument("--threads", type=_at_least_one, default=8,
+                        help="HTTP mode: request threads in each worker (a slow client holds one)")
     parser.add_argument("--demo-without-slack", action="store_true",
                         help="play the offline demo when no Slack token is configured")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from handlers.deps import Deps, replies_errors
+from handlers.edge import parse_day, text, too_long
 from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks, help_blocks, list_blocks
@@ -16,8 +16,13 @@ from services.errors import InvalidRequest
 from services.lifecycle import TERMINAL
 from services.requests import RequestFilter
 from services.subjects import Identifier, mask
-from storage.models import IdentifierKind, RequestStatus, RequestType
+from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
 from storage.queries import parse_reference
+
+# The longest reason a command may give: what the column of an extension's reason holds (a
+# cancellation's, which goes to the audit trail, is held to the same).
+REASON_LIMIT = DsrRequest.__table__.c.extension_reason.type.length
+ECHO_LIMIT = 40  # how much of an unknown word a reply quotes
 
 
 def parse_filters(words: list[str], user: str) -> RequestFilter:
@@ -37,14 +42,11 @@ def parse_filters(words: list[str], user: str) -> RequestFilter:
             requester = user
         elif lowered in ("from", "to"):
             value = next(iterator, "")
-            try:
-                day = date.fromisoformat(value)
-            except ValueError:
-                raise InvalidRequest(f"`{lowered} {value}`: dates look like 2026-11-23.") from None
+            day = parse_day(value, f"`{lowered} {_echo(value)}`")
             received_from, received_to = (day, received_to) if lowered == "from" else (
                 received_from, day)
         else:
-            raise InvalidRequest(f"`{word}` is not a status, a type, `mine`, `from` or `to`.")
+            raise InvalidRequest(f"`{_echo(word)}` is not a status, a type, `mine`, `from` or `to`.")
     return RequestFilter(statuses=statuses, types=types, received_from=received_from,
                          received_to=received_to, requester=requester)
 
@@ -75,6 +77,9 @@ def register(app: App, deps: Deps) -> None:
             if parse_reference(ref) is None:
                 ack(response_type="ephemeral", text="Which request?", blocks=as_dicts(help_blocks(
                     f"`/dsr {word}` needs a reference such as DSR-000042.")))
+                return
+            if problem := too_long(reason, REASON_LIMIT):
+                ack(response_type="ephemeral", text=f":warning: The reason: {problem}")
                 return
             if word == "show":
                 detail = service.detail(ref, viewer=user)
@@ -107,7 +112,7 @@ def register(app: App, deps: Deps) -> None:
             ack(response_type="ephemeral", text=":mag: Searching the connected systems…")
             return
         ack(response_type="ephemeral", text="DSR Desk help",
-            blocks=as_dicts(help_blocks(f"`/dsr {word}` is not a command.")))
+            blocks=as_dicts(help_blocks(f"`/dsr {_echo(word)}` is not a command.")))
 
     @replies_errors
     def after_ack(command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -138,8 +143,14 @@ def _finished_after_ack(command: dict[str, Any]) -> bool:
 
 
 def _words(command: dict[str, Any]) -> tuple[str, str]:
-    word, _, rest = command.get("text", "").strip().partition(" ")
+    """The subcommand and the rest: the one place the command's text is read."""
+    word, _, rest = text(command.get("text")).partition(" ")
     return word.lower(), rest.strip()
+
+
+def _echo(typed: str) -> str:
+    """What someone typed, quoted in a reply: escaped for mrkdwn and kept short."""
+    return escape(typed[:ECHO_LIMIT] + ("…" if len(typed) > ECHO_LIMIT else ""))
 
 
 def _search(deps: Deps, text: str, respond: Respond) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from slack_bolt import Ack
 
+from handlers.edge import DATABASE_DOWN, SOMETHING_WRONG, database_unavailable, place
 from services.errors import DsrError
 from services.requests import RequestService
 from storage.models import DsrRequest, Jurisdiction, RequestType
@@ -52,8 +53,9 @@ def acknowledge(ack: Ack) -> None:
 
 
 def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:
-    """A DsrError becomes an ephemeral reply with its message; anything else is logged (type and
-    place only: messages may hold personal data), the user is told, and it propagates to bolt."""
+    """A DsrError becomes an ephemeral reply with its message, and so does a database out of
+    reach (the person is asked to try again shortly); anything else is logged (type and place
+    only: messages may hold personal data), the user is told, and it propagates to bolt."""
 
     @wraps(listener)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -63,9 +65,13 @@ def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:
             _tell(kwargs, f":warning: {exc}")
             return None
         except Exception as exc:
-            log.error("%s failed with %s", listener.__name__, type(exc).__name__)
-            _tell(kwargs, ":x: Something went wrong on our side. Try again, and tell the DSR "
-                  "Desk admins if it persists.")
+            if database_unavailable(exc):
+                log.warning("%s: database unavailable (%s at %s)", listener.__name__,
+                            type(exc).__name__, place(exc))
+                _tell(kwargs, DATABASE_DOWN)
+                return None
+            log.error("%s failed with %s at %s", listener.__name__, type(exc).__name__, place(exc))
+            _tell(kwargs, SOMETHING_WRONG)
             raise
 
     return run

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
@@ -12,8 +14,10 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from handlers.deps import Deps
+from handlers.edge import FIELD_ERROR_LIMIT, FieldError, parse_day, text, too_long
 from handlers.ids import Action, Block, Callback
-from handlers.views.common import as_dicts, escape
+from handlers.views.common import as_dicts, clip, escape
+from handlers.views.intake import max_length
 from handlers.views.request import (
     approval_message,
     done_modal,
@@ -22,49 +26,82 @@ from handlers.views.request import (
     searching_modal,
 )
 from handlers.views.review import summary_text
-from services.errors import AlreadyFiled, DsrError, InvalidRequest
+from services.errors import AlreadyFiled, DsrError, InvalidRequest, UnknownJurisdiction
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
-from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
+from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType, SubjectIdentifier
 
 log = logging.getLogger("dsr_desk.handlers")
 NEW_VALUE_KINDS = {"name": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
                    "phone": IdentifierKind.PHONE, "address": IdentifierKind.ADDRESS}
+# Each identifier, search term and corrected value is one row: no longer than its column.
+IDENTIFIER_LIMIT = SubjectIdentifier.__table__.c.value.type.length  # 1,000
+JURISDICTION_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,15}")  # as in the jurisdiction table
 
 
 def _value(values: dict[str, Any], block: str) -> Any:
-    element = values.get(block, {}).get(Action.INPUT, {})
+    """A field as submitted: the text typed (NUL removed; FieldError beyond the field's limit),
+    the options ticked, the option chosen or the date picked. A missing or malformed field
+    reads as empty."""
+    element = _mapping(_mapping(_mapping(values).get(block)).get(Action.INPUT))
     if "selected_options" in element:
-        return [o["value"] for o in element["selected_options"] or []]
+        chosen = element["selected_options"]
+        return [text(_mapping(o).get("value")) for o in chosen] if isinstance(chosen, list) else []
     if "selected_option" in element:
-        return (element["selected_option"] or {}).get("value")
+        return text(_mapping(element["selected_option"]).get("value"))
     if "selected_date" in element:
-        return element["selected_date"]
-    return (element.get("value") or "").strip()
+        return text(element["selected_date"])
+    typed = text(element.get("value"))
+    if problem := too_long(typed, max_length(block)):
+        raise FieldError(block, problem)
+    return typed
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _lines(typed: str, *, commas: bool = True) -> list[str]:
+    if commas:
+        typed = typed.replace(",", "\n")
+    return [line.strip() for line in typed.splitlines() if line.strip()]
 
 
 def parse_intake(values: dict[str, Any], user: str, systems: list[str],
                  today: date) -> tuple[NewRequest | None, dict[str, str]]:
-    """The form as a NewRequest, or the errors to show on its fields."""
+    """The form as a NewRequest, or the errors to show on its fields. Every field is checked
+    here, as the modal would (it need not have been our modal): texts within their limits and
+    the columns', choices among the options offered, dates the calendar can count from."""
     errors: dict[str, str] = {}
     identifiers: list[Identifier] = []
 
+    def read(block: Block, kind: type) -> Any:
+        try:
+            value = _value(values, block)
+        except FieldError as exc:
+            errors[block] = str(exc)
+            return kind()
+        return value if isinstance(value, kind) else kind()
+
+    def lines(block: Block, *, commas: bool = True) -> list[str]:
+        found = _lines(read(block, str), commas=commas)
+        if any(too_long(line, IDENTIFIER_LIMIT) for line in found):
+            errors[block] = f"At most {IDENTIFIER_LIMIT:,} characters a line, please."
+            return []
+        return found
+
     def each(block: Block, kind: IdentifierKind, normalise) -> None:  # noqa: ANN001
-        for line in _lines(_value(values, block)):
+        for line in lines(block):
             try:
                 identifiers.append(Identifier(kind, normalise(line)))
             except InvalidRequest as exc:
                 errors[block] = str(exc)
 
-    if name := _value(values, Block.NAME):
+    if name := read(Block.NAME, str):
         identifiers.append(Identifier(IdentifierKind.NAME, name))
     each(Block.EMAILS, IdentifierKind.EMAIL, normalise_email)
     each(Block.PHONES, IdentifierKind.PHONE, normalise_phone)
-    for line in _lines(_value(values, Block.VENDOR_IDS)):
+    for line in lines(Block.VENDOR_IDS):
         system, _, record = line.partition(":")
         if system.strip().lower() not in systems or not record.strip():
             errors[Block.VENDOR_IDS] = (f"{line!r}: write system:id, with system one of "
@@ -75,9 +112,11 @@ def parse_intake(values: dict[str, Any], user: str, systems: list[str],
     if not identifiers and not errors:
         errors[Block.NAME] = "Give at least one: name, email, phone or vendor user id."
 
-    request_type = RequestType(_value(values, Block.TYPE))
+    request_type = read(Block.TYPE, str)
+    if request_type not in {t.value for t in RequestType}:
+        errors[Block.TYPE] = "Choose a request type from the list."
     new_values: list[Identifier] = []
-    for line in [n.strip() for n in _value(values, Block.NEW_VALUES).splitlines() if n.strip()]:
+    for line in lines(Block.NEW_VALUES, commas=False):
         field, _, value = line.partition(":")
         kind = NEW_VALUE_KINDS.get(field.strip().lower())
         if kind is None or not value.strip():
@@ -91,32 +130,57 @@ def parse_intake(values: dict[str, Any], user: str, systems: list[str],
             errors[Block.NEW_VALUES] = str(exc)
             continue
         new_values.append(Identifier(kind, value))
-    if request_type is RequestType.RECTIFICATION and not new_values and Block.NEW_VALUES not in errors:
+    if request_type == RequestType.RECTIFICATION and not new_values and Block.NEW_VALUES not in errors:
         errors[Block.NEW_VALUES] = "A rectification needs the corrected values."
 
+    jurisdiction, chosen, modes = (read(Block.JURISDICTION, str), read(Block.SYSTEMS, list),
+                                   read(Block.REAL_API, list))
+    if not JURISDICTION_CODE.fullmatch(jurisdiction):
+        errors[Block.JURISDICTION] = "Choose a jurisdiction from the list."
+    if any(system not in systems for system in chosen):
+        errors[Block.SYSTEMS] = f"Choose among the systems offered: {', '.join(systems)}."
+    if any(mode != "real" for mode in modes):
+        errors[Block.REAL_API] = "Tick the box, or leave it unticked."
+
+    search_terms = lines(Block.SEARCH_TERMS)
+    verification, notes = read(Block.VERIFICATION, str), read(Block.NOTES, str)
+
     received_at = None
-    if received := _value(values, Block.RECEIVED):
-        day = date.fromisoformat(received)
-        if day > today:
-            errors[Block.RECEIVED] = "The request cannot have been received in the future."
-        elif day < today:
-            received_at = datetime.combine(day, time(12), tzinfo=UTC)
+    if received := read(Block.RECEIVED, str):
+        try:
+            day = parse_day(received, "The day received")
+        except InvalidRequest as exc:
+            errors[Block.RECEIVED] = str(exc)
+        else:
+            if day > today:
+                errors[Block.RECEIVED] = "The request cannot have been received in the future."
+            elif day < today:
+                received_at = datetime.combine(day, time(12), tzinfo=UTC)
 
     if errors:
-        return None, errors
+        return None, {block: clip(message, FIELD_ERROR_LIMIT) for block, message in errors.items()}
     return NewRequest(
-        type=request_type,
-        jurisdiction=_value(values, Block.JURISDICTION),
+        type=RequestType(request_type),
+        jurisdiction=jurisdiction,
         requester=user,
-        systems=tuple(_value(values, Block.SYSTEMS)),
+        systems=tuple(chosen),
         identifiers=tuple(identifiers),
-        simulation="real" not in _value(values, Block.REAL_API),
+        simulation="real" not in modes,
         new_values=tuple(new_values),
-        search_terms=tuple(_lines(_value(values, Block.SEARCH_TERMS))),
-        identity_verification=_value(values, Block.VERIFICATION),
-        notes=_value(values, Block.NOTES),
+        search_terms=tuple(search_terms),
+        identity_verification=verification,
+        notes=notes,
         received_at=received_at,
     ), {}
+
+
+def intake_key(view: dict[str, Any]) -> str:
+    """The modal's id, which every submission of one intake form shares; hashed if it is not
+    shaped like Slack's (V…), so a forged one still fits its column and still matches itself."""
+    view_id = text(view.get("id"))
+    if not re.fullmatch(r"V[A-Z0-9]{1,40}", view_id):
+        view_id = hashlib.sha256(view_id.encode()).hexdigest()
+    return f"view:{view_id}"
 
 
 def register(app: App, deps: Deps) -> None:
@@ -128,13 +192,15 @@ def register(app: App, deps: Deps) -> None:
         new, errors = parse_intake(view["state"]["values"], user, deps.systems, service.today())
         if new is not None:
             try:  # keyed by the modal: a replayed or resent submission files nothing more
-                request = service.create(replace(new, intake_key=f"view:{view['id']}"))
+                request = service.create(replace(new, intake_key=intake_key(view)))
             except AlreadyFiled as exc:
                 ack(response_action="update", view=done_modal(f":information_source: {exc}")
                     .to_dict())
                 return
+            except UnknownJurisdiction as exc:
+                errors = {Block.JURISDICTION: clip(str(exc), FIELD_ERROR_LIMIT)}
             except DsrError as exc:
-                errors = {Block.SYSTEMS: str(exc)[:150]}
+                errors = {Block.SYSTEMS: clip(str(exc), FIELD_ERROR_LIMIT)}
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -146,8 +212,10 @@ def register(app: App, deps: Deps) -> None:
     def submit_matches(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                        client: WebClient) -> None:
         user, reference = body["user"]["id"], view["private_metadata"]
-        picked = {option["value"] for block in view["state"]["values"].values()
-                  for element in block.values() for option in element.get("selected_options") or []}
+        picked = {text(_mapping(option).get("value"))
+                  for block in _mapping(_mapping(view.get("state")).get("values")).values()
+                  for element in _mapping(block).values()
+                  for option in _mapping(element).get("selected_options") or []}
         ack(response_action="update", view=done_modal(f":hourglass: {reference}: sending for "
                                                        "approval…").to_dict())
         threading.Thread(target=_confirm, args=(deps, client, view["id"], reference, user, picked),

@@ -11,11 +11,13 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from handlers.deps import Deps, acknowledge, replies_errors
+from handlers.edge import text
 from handlers.ids import Action, Callback
 from handlers.modals import post_in_thread, refresh_request_message
 from handlers.views.request import done_modal
 from handlers.views.review import PAGE_SIZE, review_modal, summary_text
-from services.errors import DsrError
+from services.errors import DsrError, InvalidRequest
+from storage.models import MAX_REQUEST_ID
 
 
 def _modal(deps: Deps, reference: str, user: str, offset: int, problem: str | None = None) -> dict:
@@ -31,8 +33,21 @@ def _modal(deps: Deps, reference: str, user: str, offset: int, problem: str | No
 
 
 def _where(body: dict[str, Any]) -> tuple[str, int]:
-    reference, _, offset = body["view"]["private_metadata"].partition("|")
-    return reference, int(offset or 0)
+    reference, _, offset = text(body["view"]["private_metadata"]).partition("|")
+    return reference, _number(offset or "0")
+
+
+def _number(value: Any) -> int:
+    """A number the review modal carries (a page's offset, a line's id), as it came back: one
+    that is not ours is refused, before it reaches a query."""
+    value = text(value)
+    if not (value.isascii() and value.isdigit() and len(value) <= 10) or int(value) > MAX_REQUEST_ID:
+        raise InvalidRequest("This review is out of date: open it again from the request's thread.")
+    return int(value)
+
+
+def _chosen(action: dict[str, Any]) -> str:
+    return text((action.get("selected_option") or {}).get("value"))
 
 
 def _announce_plan(deps: Deps, client: WebClient, reference: str, user: str) -> None:
@@ -73,14 +88,14 @@ def register(app: App, deps: Deps) -> None:
 
     @replies_errors
     def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        item_id = int(action["block_id"].removeprefix("line:"))
-        chosen = action["selected_option"]["value"]
+        item_id = _number(action["block_id"].removeprefix("line:"))
+        chosen = _chosen(action)
         _rerender(body, client, lambda ref, user, _: service.set_plan_action(
             ref, item_id, chosen, actor=user))
 
     @replies_errors
     def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        group, _, chosen = action["selected_option"]["value"].partition("|")
+        group, _, chosen = _chosen(action).partition("|")
         _rerender(body, client, lambda ref, user, _: service.set_plan_group(
             ref, group, chosen, actor=user))
 
@@ -89,7 +104,7 @@ def register(app: App, deps: Deps) -> None:
         user = body["user"]["id"]
         reference, _ = _where(body)
         client.views_update(view_id=body["view"]["id"],
-                            view=_modal(deps, reference, user, max(0, int(action["value"]))))
+                            view=_modal(deps, reference, user, _number(action["value"])))
 
     @app.view(Callback.REVIEW_PLAN)
     def submit_plan(ack: Ack, body: dict[str, Any], client: WebClient) -> None:

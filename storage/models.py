@@ -180,6 +180,11 @@ class DsrRequest(SQLModel, table=True):
         return self.extended_due_on or self.due_on
 
 
+# The largest request id: `dsr_request.id` is a 4-byte INTEGER on PostgreSQL (SQLite's would hold
+# more), so a larger reference names no request on either, rather than failing on one.
+MAX_REQUEST_ID = 2**31 - 1
+
+
 def format_reference(request_id: int | None) -> str:
     if request_id is None:
         raise ValueError("the request has no id yet: flush it first")

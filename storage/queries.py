@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from storage.models import DsrRequest, Jurisdiction
+from storage.models import MAX_REQUEST_ID, DsrRequest, Jurisdiction
 
 _REFERENCE = re.compile(r"^\s*(?:DSR-?)?0*(\d{1,12})\s*$", re.IGNORECASE)
 
@@ -20,7 +20,9 @@ def parse_reference(text: str) -> int | None:
 
 def get_request(*, session: Session, ref: str | int) -> DsrRequest | None:
     request_id = ref if isinstance(ref, int) else parse_reference(ref)
-    return session.get(DsrRequest, request_id) if request_id else None
+    if not request_id or request_id > MAX_REQUEST_ID:  # no such id, on either database
+        return None
+    return session.get(DsrRequest, request_id)
 
 
 def get_jurisdiction(*, session: Session, code: str) -> Jurisdiction | None:

@@ -16,17 +16,30 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action, Block, Callback
 from handlers.views.common import TYPE_LABELS, context
-from storage.models import Jurisdiction
+from storage.models import Approval, DsrRequest, Jurisdiction
 
 SYSTEM_LABELS = {"zendesk": "Zendesk Support", "genesys": "Genesys Cloud"}
+SLACK_TEXT_LIMIT = 3000  # the most a plain_text_input takes
+# The fields whose column holds less than Slack's limit, or that are kept short: the modal
+# enforces each, and the listener checks again (a submission need not come from our modal).
+MAX_LENGTH = {
+    Block.NAME: 200,
+    Block.VERIFICATION: DsrRequest.__table__.c.identity_verification.type.length,  # 2,000
+    Block.NOTES: DsrRequest.__table__.c.notes.type.length,  # 3,000
+    Block.REASON: Approval.__table__.c.reason.type.length,  # 2,000
+}
+
+
+def max_length(block: str) -> int:
+    return MAX_LENGTH.get(block, SLACK_TEXT_LIMIT)
 
 
 def _text(block: Block, label: str, hint: str | None = None, *, optional: bool = True,
-          multiline: bool = False, max_length: int = 3000) -> InputBlock:
+          multiline: bool = False) -> InputBlock:
     return InputBlock(
         block_id=block, label=label, optional=optional, hint=hint,
         element=PlainTextInputElement(action_id=Action.INPUT, multiline=multiline,
-                                      max_length=max_length),
+                                      max_length=max_length(block)),
     )
 
 
@@ -40,7 +53,7 @@ def intake_modal(jurisdictions: Sequence[Jurisdiction], systems: Sequence[str]) 
         blocks=[
             context("Identify the subject with at least one of name, email, phone or vendor id. "
                     "The next step searches the chosen systems; you confirm the matches."),
-            _text(Block.NAME, "Subject's name", max_length=200),
+            _text(Block.NAME, "Subject's name"),
             _text(Block.EMAILS, "Email addresses", "One per line.", multiline=True),
             _text(Block.PHONES, "Phone numbers", "With country code, one per line: +4670123456",
                   multiline=True),
@@ -61,7 +74,7 @@ def intake_modal(jurisdictions: Sequence[Jurisdiction], systems: Sequence[str]) 
                        element=CheckboxesElement(action_id=Action.INPUT, options=[
                            Option(value="real", text="Use real API")])),
             _text(Block.VERIFICATION, "Identity verification",
-                  "How the subject's identity was verified.", optional=False, max_length=2000),
+                  "How the subject's identity was verified.", optional=False),
             _text(Block.NEW_VALUES, "Corrected values (rectification)",
                   "One per line as field: value, e.g. email: jane@new.example", multiline=True),
             _text(Block.SEARCH_TERMS, "Extra search terms (erasure)",
@@ -83,6 +96,6 @@ def reject_modal(reference: str) -> View:
             context(f"Rejecting *{reference}*. The reason goes to the requester and the audit "
                     "trail; do not include the subject's personal data."),
             InputBlock(block_id=Block.REASON, label="Reason", element=PlainTextInputElement(
-                action_id=Action.INPUT, multiline=True, max_length=2000)),
+                action_id=Action.INPUT, multiline=True, max_length=max_length(Block.REASON))),
         ],
     )
