@@ -26,6 +26,7 @@ from handlers.deps import Deps
 from handlers.edge import answer_error
 from services.clock import Clock, SystemClock
 from services.connectors import CONNECTORS
+from services.connectors.budget import SharedBudget
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
 from services.exports import SealedSink, export_folder
@@ -127,7 +128,8 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = WebClient(token=token, base_url=settings.slack_api_url)
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
-    registry = ConnectorRegistry(settings, **registry_overrides)
+    budget = SharedBudget(sessions)  # on the wall clock: the vendors' minutes are real ones
+    registry = ConnectorRegistry(settings, budget=budget, **registry_overrides)
     roles = {role: settings.role_ids(role) for role in ("requesters", "approvers", "managers")}
     policy = Policy(**roles, erasure_approvals=settings.erasure_approvals,
                     directory=SlackDirectory(client, set().union(*roles.values())))

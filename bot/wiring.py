@@ -13,6 +13,7 @@ import httpx
 from bot.settings import Settings
 from services.connectors import connector_class
 from services.connectors.base import Connector
+from services.connectors.budget import SharedBudget
 from services.connectors.genesys import GenesysConnector
 from services.connectors.http import Limits
 from services.connectors.zendesk import ZendeskConnector
@@ -84,9 +85,11 @@ class ConnectorRegistry:
     """`registry(system, simulation)` -> a connector; one per (system, mode) and process, so the
     per-vendor rate and concurrency limits hold across all requests of the process."""
 
-    def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None, **overrides: Any):
+    def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None,
+                 budget: SharedBudget | None = None, **overrides: Any):
         self.settings = settings
         self.sandboxes = sandboxes or Sandboxes(settings)
+        self.budget = budget  # the vendors' rate limits, counted with every other process
         # e.g. sleep, limits: for tests and benchmarks
         self.overrides = {"poll_seconds": settings.poll_seconds, **overrides}
         self._cache: dict[tuple[str, bool], Connector] = {}
@@ -105,7 +108,7 @@ class ConnectorRegistry:
         connector_class(system)
         if system == "genesys":
             limits = Limits(requests_per_minute=s.genesys_requests_per_minute,
-                            concurrency=s.genesys_concurrency)
+                            concurrency=s.genesys_concurrency, budget=self.budget)
             if simulation:
                 url = self.sandboxes.url("genesys")
                 options = {"login_url": url, **SANDBOX_GENESYS}
@@ -122,7 +125,7 @@ class ConnectorRegistry:
             return GenesysConnector(self.client, url,
                                     **{"limits": limits, **options, **self.overrides})
         limits = Limits(requests_per_minute=s.zendesk_requests_per_minute,
-                        concurrency=s.zendesk_concurrency)
+                        concurrency=s.zendesk_concurrency, budget=self.budget)
         if simulation:
             url, options = self.sandboxes.url("zendesk"), dict(SANDBOX_ZENDESK)
         else:

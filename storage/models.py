@@ -370,3 +370,14 @@ class SlackEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=64)
     received_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class VendorBudget(SQLModel, table=True):
+    """Calls made to one vendor account in one short slot of time, by every process and replica
+    together: how a vendor's per-minute limit is kept across them (services.connectors.budget)."""
+
+    __tablename__ = "vendor_budget"
+
+    vendor: str = Field(primary_key=True, max_length=200)  # the vendor and its account's host
+    slot: int = Field(primary_key=True, sa_type=sa.BigInteger)  # epoch seconds // SLOT_SECONDS
+    used: int = 0

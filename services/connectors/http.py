@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ import tenacity
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+
+from services.connectors.budget import SharedBudget
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,9 @@ class _Transient(Exception):
 @dataclass(frozen=True)
 class Limits:
     requests_per_minute: int | None = None
+    # Where the per-minute limit is counted: by every process sharing the database (see
+    # services.connectors.budget), or, without one, by this process alone.
+    budget: SharedBudget | None = field(default=None, compare=False)
     concurrency: int = 4
     attempts: int = 5  # tries of one call before giving up to the engine
     backoff_base: float = 0.5  # seconds; doubled each try, with jitter
@@ -238,6 +243,10 @@ class VendorHTTP:
 
     def _await_rate_limit(self) -> None:
         if self._rate is None:
+            return
+        if self.limits.budget is not None:
+            self.limits.budget.acquire(f"{self.vendor} {self.base_url}"[:200],
+                                       self.limits.requests_per_minute or 0)
             return
         while not self._window.hit(self._rate, self.vendor):
             reset = self._window.get_window_stats(self._rate, self.vendor).reset_time
