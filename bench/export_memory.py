@@ -4,7 +4,9 @@ An access request's data is streamed to disk, never held whole in memory: a subj
 tickets must not need 10,000 tickets' worth of memory. For each size, the Zendesk stand-in holds
 one subject with that many tickets (seeded: a description and 2 or 3 replies of a few hundred
 characters each); the connector's access steps (export_users, export_tickets) run over a real
-localhost socket into a `SealedSink` with a fresh key, then `package` seals the archive.
+localhost socket into a `SealedSink` with a fresh key, then `package` seals the archive. The
+files go to the export store DSR Desk uses by default, the database (a SQLite file here), or with
+`--store folder` to a local folder.
 
 Peak Python memory (tracemalloc) is measured for the export steps and for packaging apart,
 each from `tracemalloc.reset_peak()` and counted above what was allocated when it began. The
@@ -15,7 +17,7 @@ code) is not counted. The connector's own per-minute limit is off: a limit high 
 to slow the run would keep a timestamp for every call of the last minute, which grows with the
 tickets here but not in production, where the limit bounds it. From the repository root:
 
-    python -m bench.export_memory [--tickets 1000 10000]
+    python -m bench.export_memory [--tickets 1000 10000] [--store database|folder]
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ from cryptography.fernet import Fernet, MultiFernet
 from services.connectors.base import Done, RequestSpec
 from services.connectors.http import Limits
 from services.connectors.zendesk import TICKETS, ZendeskConnector
-from services.exports import Package, SealedSink, export_folder, package, subject_readme
+from services.export_store import DatabaseStore, ExportStore, FolderStore
+from services.exports import Package, SealedSink, package, subject_readme
 from services.sandbox.server import serve
 from services.sandbox.zendesk import ZendeskSandbox
 from services.subjects import Identifier
+from storage import migrate
+from storage.db import make_engine, make_session_factory
 from storage.models import IdentifierKind, RequestType
 from tests.connector_driver import drive, summaries
 
@@ -160,8 +165,9 @@ class Figures:
     tickets: int
     subject_id: int  # the subject's Zendesk user id
     package: Package
+    store: ExportStore  # where the archive is
     documents: int  # staged by the export steps (the user and each ticket)
-    sealed_bytes: int  # the sealed archive on disk
+    sealed_bytes: int  # the sealed archive in the store
     export_s: float
     package_s: float
     export_kib: float
@@ -183,9 +189,26 @@ def _phase_peak_kib(began: int) -> float:
     return (tracemalloc.get_traced_memory()[1] - began) / 1024
 
 
-def measure(tickets: int, exports: Path, keys: MultiFernet) -> Figures:
-    """Export a subject with `tickets` tickets into `exports` and package it, measuring each."""
-    with standin(tickets) as (url, user_id), httpx.Client() as client:
+@contextmanager
+def export_store(kind: str, workdir: Path) -> Iterator[ExportStore]:
+    """A store of `kind` in `workdir`: a folder, or a migrated SQLite database of its own."""
+    if kind == "folder":
+        yield FolderStore(workdir / "exports")
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{workdir / 'dsr-desk.sqlite3'}")
+    migrate.upgrade(engine)
+    try:
+        yield DatabaseStore(make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def measure(tickets: int, workdir: Path, keys: MultiFernet, store_kind: str = "database") -> Figures:
+    """Export a subject with `tickets` tickets into a store in `workdir` and package it,
+    measuring each."""
+    with standin(tickets) as (url, user_id), httpx.Client() as client, \
+            export_store(store_kind, workdir) as store:
         zendesk = connector(url, client)
         matches = zendesk.search_subjects([Identifier(IdentifierKind.EMAIL, EMAIL)])
         if [m.record_id for m in matches] != [str(user_id)]:
@@ -193,7 +216,7 @@ def measure(tickets: int, exports: Path, keys: MultiFernet) -> Figures:
         spec = RequestSpec(REFERENCE, RequestType.ACCESS, (Identifier(IdentifierKind.EMAIL, EMAIL),),
                            [{"record_id": m.record_id, "label": m.label, "details": m.details}
                             for m in matches])
-        sink = SealedSink(export_folder(exports, REFERENCE), keys)
+        sink = SealedSink(store, REFERENCE, keys)
         readme = subject_readme(REFERENCE, ["zendesk"], AT)
         tracemalloc.start()
         try:
@@ -205,24 +228,24 @@ def measure(tickets: int, exports: Path, keys: MultiFernet) -> Figures:
                 raise AssertionError(f"the export did not finish with {tickets} tickets: {trace[-1]!r}")
             documents = sink.count(TICKETS) + sink.count(USERS)
             began, started = _phase_start(), time.perf_counter()
-            made = package(exports, REFERENCE, keys, readme=readme, at=AT)
+            made = package(store, REFERENCE, keys, readme=readme, at=AT)
             package_s, package_kib = time.perf_counter() - started, _phase_peak_kib(began)
         finally:
             tracemalloc.stop()
-    if sink.count(TICKETS):
-        raise AssertionError("packaging left staged tickets behind")
-    return Figures(tickets, user_id, made, documents, made.archive.stat().st_size,
-                   export_s, package_s, export_kib, package_kib)
+        if sink.count(TICKETS):
+            raise AssertionError("packaging left staged tickets behind")
+        return Figures(tickets, user_id, made, store, documents, store.size(made.archive),
+                       export_s, package_s, export_kib, package_kib)
 
 
 def fresh_keys() -> MultiFernet:
     return MultiFernet([Fernet(Fernet.generate_key())])
 
 
-def warm_up(workdir: Path) -> None:
+def warm_up(workdir: Path, store_kind: str = "database") -> None:
     """A small export first, so that the first measured size does not pay for imports and
     one-time set-up (which would flatter the ratio)."""
-    measure(20, workdir / "warm-up", fresh_keys())
+    measure(20, workdir / "warm-up", fresh_keys(), store_kind)
 
 
 def ratio(small: Figures, large: Figures, key: str) -> float:
@@ -256,14 +279,15 @@ def report(results: list[Figures]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--store", choices=("database", "folder"), default="database")
     args = parser.parse_args()
-    print("Zendesk export of one subject: stand-in in a child process, connector over localhost, "
-          "peak Python memory by tracemalloc")
+    print(f"Zendesk export of one subject into the {args.store} store: stand-in in a child process, "
+          "connector over localhost, peak Python memory by tracemalloc")
     results = []
     with tempfile.TemporaryDirectory() as workdir:
-        warm_up(Path(workdir))
+        warm_up(Path(workdir), args.store)
         for tickets in sorted(args.tickets):
-            results.append(measure(tickets, Path(workdir) / f"n{tickets}", fresh_keys()))
+            results.append(measure(tickets, Path(workdir) / f"n{tickets}", fresh_keys(), args.store))
     report(results)
 
 

@@ -15,12 +15,13 @@ from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory
 from bot.doctor import Finding, authenticate
 from bot.identity import WorkerIdentity, claim
+from bot.inbox import Inbox
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
 from bot.scheduler import Scheduler
 from bot.settings import Settings
-from bot.wiring import ConnectorRegistry
+from bot.wiring import ConnectorRegistry, export_store
 from handlers import register_handlers
 from handlers.deps import Deps
 from handlers.edge import answer_error
@@ -29,7 +30,7 @@ from services.connectors import CONNECTORS
 from services.connectors.budget import SharedBudget
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
-from services.exports import SealedSink, export_folder
+from services.exports import SealedSink
 from services.notify import LoggingNotifier
 from services.policy import Policy
 from services.requests import RequestService
@@ -38,9 +39,9 @@ from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
 
 log = logging.getLogger("dsr_desk")
-# Lazy listeners run at most this many at once, fewer than a process's database connections
-# (SQLAlchemy's pool: 5, plus 10 overflow): a burst of clicks waits here, in memory, not on the
-# pool's 30 s checkout timeout.
+# The work after acks (lazy listeners, run from the inbox) runs at most this many at once, fewer
+# than a process's database connections (SQLAlchemy's pool: 5, plus 10 overflow): a burst of
+# clicks waits in the inbox, not on the pool's 30 s checkout timeout.
 LISTENER_THREADS = 8
 SETUP_HINT = "See the README, section 'Creating the Slack app'."
 
@@ -63,6 +64,7 @@ class Runtime:
     app: App
     core: Core
     scheduler: Scheduler
+    inbox: Inbox
 
     @property
     def service(self) -> RequestService:
@@ -145,7 +147,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
     worker = Worker(sessions, registry,
                     lambda request, system: SealedSink(
-                        export_folder(settings.exports_dir, request.reference), keys),
+                        export_store(settings, sessions), request.reference, keys),
                     clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
     deliveries = Deliveries(client, sessions, settings, clock, policy, owner=worker.id)
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
@@ -159,26 +161,27 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
-               intervals: dict[str, float] | None = None, verify_requests: bool = True,
-               **registry_overrides: object) -> Runtime:
-    """The app; `verify_requests=False` only for requests that a process of ours has verified
-    (bot.handoff)."""
+               intervals: dict[str, float] | None = None, **registry_overrides: object) -> Runtime:
+    """The app. The work after its acks is written to the inbox (bot.inbox), which its scheduler
+    runs once started: a process that only answers Slack never starts it."""
     core = build_core(settings, clock=clock, **registry_overrides)
+    executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="dsr-listener")
     app = App(
         client=core.client,
         logger=bolt_logger(),
         # The ack is sent when a listener's ack function returns (bolt no longer polls for it
-        # every 10 ms); the work after the ack runs as lazy listeners on this pool.
+        # every 10 ms), after the work that follows it (lazy listeners) is in the inbox.
         process_before_response=True,
-        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS,
-                                             thread_name_prefix="dsr-listener"),
+        listener_executor=executor,
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
-        request_verification_enabled=verify_requests,
     )
-    scheduler = Scheduler(core.jobs, intervals=intervals,
+    inbox = Inbox(core.service.sessions, app, executor, owner=core.jobs.owner,
+                  capacity=LISTENER_THREADS)
+    app.listener_runner.lazy_listener_runner = inbox
+    scheduler = Scheduler(core.jobs, intervals=intervals, inbox=inbox,
                           speed=getattr(core.jobs.clock, "speed", 1.0))
     core.deps.wake_worker = scheduler.wake
     app.error(answer_error)  # what a listener's ack or a middleware let escape (handlers.edge)
     register_handlers(app, core.deps)
-    return Runtime(app, core, scheduler)
+    return Runtime(app, core, scheduler, inbox)

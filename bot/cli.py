@@ -196,13 +196,14 @@ def _audit_anchor_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """A finished request's compliance record as PDF or JSON (by --format or the file's suffix)."""
+    from bot.wiring import export_store
     from services.record_pdf import render_pdf
     from services.scheduled.deliverables import record_of
 
     fmt = args.format or ("json" if args.out.lower().endswith(".json") else "pdf")
-    record = record_of(make_session_factory(_engine(settings)), args.reference,
-                       exports=settings.exports_dir, keys=settings.export_keys,
-                       now=datetime.now(UTC), owner=f"cli-{os.getpid()}")
+    sessions = make_session_factory(_engine(settings))
+    record = record_of(sessions, args.reference, exports=export_store(settings, sessions),
+                       keys=settings.export_keys, now=datetime.now(UTC), owner=f"cli-{os.getpid()}")
     content = record_json(record).encode() if fmt == "json" else render_pdf(record)
     partial = Path(args.out + ".partial")
     partial.write_bytes(content)
@@ -351,7 +352,7 @@ def cmd_jobs_run_once(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
 
-    from bot.app import build_core
+    from bot.app import build_core, create_app
     from bot.scheduler import Scheduler
     from services.clock import ScaledClock
 
@@ -359,8 +360,12 @@ def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.clock_start:
         clock = ScaledClock(datetime.fromisoformat(args.clock_start), args.clock_speed,
                             args.clock_anchor)
-    core = build_core(settings, clock=clock)
-    scheduler = Scheduler(core.jobs, speed=args.clock_speed if clock else 1.0)
+    if settings.slack_bot_token:  # with the Slack app: the work after acks too (bot.inbox)
+        runtime = create_app(settings, clock=clock)
+        core, scheduler = runtime.core, runtime.scheduler
+    else:
+        core = build_core(settings, clock=clock)
+        scheduler = Scheduler(core.jobs, speed=args.clock_speed if clock else 1.0)
     scheduler.start()
     print(f"scheduler {core.jobs.owner}: running {', '.join(scheduler.job_names)}", flush=True)
     until = datetime.fromisoformat(args.clock_until) if args.clock_until else None

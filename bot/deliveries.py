@@ -14,6 +14,7 @@ import httpx
 from slack_sdk import WebClient
 
 from bot.settings import Settings
+from bot.wiring import export_store
 from services import audit
 from services.clock import Clock
 from services.errors import InvalidRequest
@@ -35,9 +36,10 @@ class Deliveries:
         self.client, self.clock, self.policy, self.owner = client, clock, policy, owner
         self.sessions = sessions
         self.settings = settings
+        self.exports = export_store(settings, sessions)  # by default the database: any replica sends
 
     def record(self, reference: str) -> ComplianceRecord:
-        return record_of(self.sessions, reference, exports=self.settings.exports_dir,
+        return record_of(self.sessions, reference, exports=self.exports,
                          keys=self.settings.export_keys, now=self.clock.now(), owner=self.owner)
 
     def post_record(self, request: DsrRequest) -> None:
@@ -87,8 +89,8 @@ class Deliveries:
         ref = request.reference
         name = f"{ref}-export.zip"
         upload = self.client.files_getUploadURLExternal(filename=name, length=request.export_bytes)
-        chunks = archive_chunks(archive_path(self.settings.exports_dir, ref),
-                                self.settings.export_keys, sha256=request.export_sha256)
+        chunks = archive_chunks(self.exports, archive_path(ref), self.settings.export_keys,
+                                sha256=request.export_sha256)
         with httpx.Client(timeout=UPLOAD_TIMEOUT) as http:
             http.post(upload["upload_url"], content=chunks,
                       headers={"Content-Type": "application/zip",

@@ -121,8 +121,10 @@ def _play(t: Transcript, runtime: Any, slack: SlackStandIn, driver: SlackDriver)
         for b in matches["blocks"] if b["type"] == "input" for o in b["element"]["options"]))
     t.say(PEOPLE["U0PRIYA"], "ticks every match and clicks [Send for approval]")
     driver.submit("U0PRIYA", matches, tick_everything(matches))
+    # Its buttons come once it is saved as the request's thread (handlers.modals._confirm).
     message = _wait(lambda: next((m for m in slack.messages(APPROVALS)
-                                  if reference in json.dumps(m["blocks"])), None))
+                                  if reference in json.dumps(m["blocks"])
+                                  and '"actions"' in json.dumps(m["blocks"])), None))
     t.say(f"DSR Desk in #{APPROVALS}", _text_of(message["blocks"]))
 
     t.say(PEOPLE["U0MARCO"], "clicks [Approve]")

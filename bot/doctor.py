@@ -8,20 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from bot.settings import Settings
-from bot.wiring import ConnectorRegistry
+from bot.wiring import ConnectorRegistry, export_store
 from services.connectors.http import VendorError
 from services.errors import ConfigurationError
-from services.exports import SEALED
+from services.exports import latest_archive
 from services.sealed import SealBroken, read_sealed
 from services.subjects import Identifier
 from storage import migrate
-from storage.db import make_engine
+from storage.db import make_engine, make_session_factory
 from storage.models import IdentifierKind
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
@@ -54,19 +55,25 @@ def check_database(settings: Settings) -> list[Finding]:
 
 
 def check_export_key(settings: Settings) -> list[Finding]:
-    """The key that seals exports: set, and able to open the exports already on disk."""
+    """The key that seals exports: set, and able to open the latest export in the store."""
     try:
         keys = settings.export_keys
     except ConfigurationError as exc:
         return [Finding(False, "DSR_EXPORT_KEY is not set", str(exc).split(": ", 1)[-1])]
-    archives = sorted(settings.exports_dir.glob(f"*/*{SEALED}"))[-1:]
+    engine = make_engine(settings.effective_database_url)
+    store = export_store(settings, make_session_factory(engine))
     try:
-        for archive in archives:
-            next(read_sealed(archive, keys))
+        archive = latest_archive(store)
+        if archive is not None:
+            next(read_sealed(store, archive, keys))
     except SealBroken:
-        return [Finding(False, f"DSR_EXPORT_KEY does not open {archives[0].name}",
+        return [Finding(False, f"DSR_EXPORT_KEY does not open {archive.rsplit('/', 1)[-1]}",
                         "restore the key it was sealed with (list it after the new one to rotate)")]
-    return [Finding(True, "DSR_EXPORT_KEY set" + (" and opens the latest export" if archives else ""))]
+    except sa.exc.SQLAlchemyError:  # the database check says what is wrong with it
+        archive = None
+    finally:
+        engine.dispose()
+    return [Finding(True, "DSR_EXPORT_KEY set" + (" and opens the latest export" if archive else ""))]
 
 
 def authenticate(client: WebClient, settings: Settings) -> SlackResponse | Finding:

@@ -3,7 +3,8 @@ GET /healthz.
 
 `wsgi_app(runtime)` is the WSGI app; `serve` runs it under gunicorn's pre-fork server for
 `dsr-desk run --http`: N worker processes answer Slack and do nothing else; one more, the
-background process, runs the work after each ack (`bot.handoff`), the scheduled jobs and, for
+background process, runs the work after each ack (which the worker that acked wrote to the
+inbox before answering: `bot.inbox`, rung for by `bot.handoff`), the scheduled jobs and, for
 simulated requests, the vendor stand-ins all of them use. Processes keep acknowledgements fast:
 the threads of one process take turns on one interpreter lock, so an ack in the process that
 did a search or an approval would wait behind it; between processes the kernel shares the
@@ -43,7 +44,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from bot.app import Runtime, create_app
-from bot.handoff import Forwarder, serve_lazy
+from bot.handoff import Doorbell, answer
 from bot.settings import Settings
 
 log = logging.getLogger("dsr_desk.http")
@@ -158,7 +159,7 @@ def _worker_class() -> type:
 
 class HttpServer(BaseApplication):
     """gunicorn with the app built in each worker after the fork: threads and connections do not
-    survive a fork. What the processes share is made here, before: the hand-off socket and the
+    survive a fork. What the processes share is made here, before: the doorbell's socket and the
     stand-ins' sockets."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
@@ -173,9 +174,8 @@ class HttpServer(BaseApplication):
             for system, listener in self.standins.items()})
         self.options = options
         self.handoff_dir = tempfile.mkdtemp(prefix="dsr-desk-")  # only this user may enter
-        self.handoff = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.handoff = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # bot.handoff's doorbell
         self.handoff.bind(f"{self.handoff_dir}/handoff.sock")
-        self.handoff.listen(64)
         self.role = HTTP
         self.generation_from = 0  # the oldest worker age of the current generation (see reload)
         self.stop_loaded: Callable[[], None] = lambda: None  # stops what `load` started
@@ -188,30 +188,25 @@ class HttpServer(BaseApplication):
     def load(self) -> Flask | None:
         if self.role == BACKGROUND:
             os.nice(BACKGROUND_NICENESS)
-            runtime = create_app(self.settings, verify_requests=False)  # see bot.handoff
+            runtime = create_app(self.settings)
             for system, listener in self.standins.items():
                 runtime.registry.sandboxes.serve(system, listener)
-            runtime.scheduler.start()
+            runtime.scheduler.start()  # the jobs, and the inbox: the work after every worker's acks
+            answer(self.handoff, runtime.inbox.wake)
             listeners = runtime.app.listener_runner.listener_executor
-            serve_lazy(self.handoff, runtime.app, listeners)
 
             def stop() -> None:
-                runtime.scheduler.stop()
-                listeners.shutdown(wait=True)  # the work after acks already received
+                runtime.scheduler.stop()  # claims no more work from the inbox
+                listeners.shutdown(wait=True)  # finishes what it claimed
                 runtime.close()
 
             self.stop_loaded = stop
             return None
-        # Answering Slack only: it runs no step, so it needs no stable worker slot.
+        # Answering Slack only: it runs no step, so it needs no stable worker slot; it writes
+        # the work after its acks to the inbox and rings the background process.
         runtime = create_app(self.settings, worker_id=f"{socket.gethostname()}:http:{os.getpid()}")
-        forwarder = Forwarder(self.handoff.getsockname(), runtime.app.logger)
-        runtime.app.listener_runner.lazy_listener_runner = forwarder
-
-        def stop() -> None:
-            forwarder.drain(timeout=10)
-            runtime.close()
-
-        self.stop_loaded = stop
+        runtime.inbox.ring = Doorbell(self.handoff.getsockname()).ring
+        self.stop_loaded = runtime.close
         return wsgi_app(runtime)
 
 

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.settings import Settings
+from bot.wiring import export_store
 from handlers.views.common import as_dicts
 from handlers.views.reports import digest_blocks, digest_text, escalation_blocks
 from services import audit, audit_anchor, notify
@@ -57,6 +58,7 @@ class Jobs:
                  notifier: Notifier, client: WebClient | None, clock: Clock) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.exports = export_store(settings, sessions)
         self.worker = worker
         self.notifier = notifier
         self.client = client
@@ -129,14 +131,14 @@ class Jobs:
     def deliverables(self) -> str:
         now, made, keys = self.clock.now(), 0, self.settings.export_keys
         for request_id in deliverables.unrecorded(self.sessions):
-            made += deliverables.make(self.sessions, request_id, exports=self.settings.exports_dir,
+            made += deliverables.make(self.sessions, request_id, exports=self.exports,
                                       keys=keys, now=now, owner=self.owner, lease=self.lease)
         posted = self.status_updates() if made else ""
         return f"made {made} record(s)" + (f"; {posted}" if posted else "")
 
     def retention(self) -> str:
         now = self.clock.now()
-        purged = retention.purge_exports(self.sessions, self.settings.exports_dir, now=now,
+        purged = retention.purge_exports(self.sessions, self.exports, now=now,
                                          days=self.settings.export_retention_days)
         removed = sum(self._delete_slack_copies(request_id) for request_id in purged)
         reduced = retention.reduce_identifiers(self.sessions, now=now,

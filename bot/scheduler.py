@@ -1,4 +1,5 @@
-"""APScheduler in every process of the bot: each job of `bot.jobs` on its interval.
+"""APScheduler in every process of the bot: each job of `bot.jobs` on its interval; and, in a
+process with the Slack app, the work after its acks (bot.inbox).
 
 The jobs claim their work in the database, so every replica runs the same schedule safely.
 With a rehearsal clock (`ScaledClock`) the intervals shrink by its speed, so a simulated day
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.inbox import Inbox
 from bot.jobs import SPECS, Jobs
 
 log = logging.getLogger("dsr_desk.scheduler")
@@ -20,8 +22,9 @@ MIN_INTERVAL = 0.05  # seconds
 
 class Scheduler:
     def __init__(self, jobs: Jobs, *, intervals: dict[str, float] | None = None,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, inbox: Inbox | None = None) -> None:
         self.jobs = jobs
+        self.inbox = inbox
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             # a job still running when it is due again is not started twice; missed runs
@@ -42,12 +45,16 @@ class Scheduler:
         if recovered:
             log.warning("resumed %d step(s) left running by a crash of this worker", recovered)
         self._scheduler.start()
+        if self.inbox is not None:
+            self.inbox.serve()
 
     def wake(self) -> None:
         """Run the execute job now (after an approval or a retry) instead of at its next tick."""
         self._scheduler.modify_job("execute", next_run_time=datetime.now(UTC))
 
     def stop(self) -> None:
+        if self.inbox is not None:
+            self.inbox.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 

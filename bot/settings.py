@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import MultiFernet
@@ -29,7 +30,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("var"),
         validation_alias="DSR_DATA_DIR",
-        description="Folder for the SQLite database and encrypted exports.",
+        description="Folder for the SQLite database, and the encrypted exports with "
+                    "DSR_EXPORT_STORE=folder.",
     )
     database_url: str = Field(
         default="",
@@ -117,6 +119,11 @@ class Settings(BaseSettings):
         default=None, validation_alias="DSR_EXPORT_KEY",
         description="Fernet key(s) that encrypt exported data at rest, comma-separated: the first "
         "encrypts, all decrypt (rotation). Never stored by DSR Desk: keep it in your secret store.",
+    )
+    export_store: Literal["database", "folder"] = Field(
+        default="database", validation_alias="DSR_EXPORT_STORE",
+        description="Where encrypted exports are kept: `database` (every replica reaches them) or "
+                    "`folder` (DSR_DATA_DIR/exports on this host: a single host only).",
     )
     export_retention_days: int = Field(
         default=30, ge=1, le=3650, validation_alias="DSR_EXPORT_RETENTION_DAYS",
@@ -262,6 +269,7 @@ class Settings(BaseSettings):
 
     @property
     def exports_dir(self) -> Path:
+        """The exports' folder when DSR_EXPORT_STORE=folder."""
         return self.data_dir / "exports"
 
     @property

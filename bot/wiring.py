@@ -1,4 +1,5 @@
-"""Builds connectors for real and simulated requests: the one place that knows both."""
+"""Builds connectors for real and simulated requests (the one place that knows both), and the
+export store the settings name."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from services.connectors.genesys import GenesysConnector
 from services.connectors.http import Limits
 from services.connectors.zendesk import ZendeskConnector
 from services.errors import ConfigurationError
+from services.export_store import ExportStore, open_store
 from services.sandbox import server
+from storage.db import SessionFactory
 
 # The stand-ins' own credentials (see services/sandbox): simulation needs no real secret.
 SANDBOX_GENESYS = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
@@ -137,3 +140,8 @@ class ConnectorRegistry:
             url = s.zendesk_base_url
             options = {"email": s.zendesk_email, "token": s.zendesk_api_token.get_secret_value()}
         return ZendeskConnector(self.client, url, **{"limits": limits, **options, **self.overrides})
+
+
+def export_store(settings: Settings, sessions: SessionFactory) -> ExportStore:
+    """Where exports are kept (DSR_EXPORT_STORE): the shared database, or this host's folder."""
+    return open_store(settings.export_store, sessions=sessions, folder=settings.exports_dir)

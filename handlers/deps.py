@@ -9,7 +9,7 @@ from datetime import date
 from functools import wraps
 from typing import Any, Protocol
 
-from slack_bolt import Ack
+from slack_bolt import Ack, BoltContext
 
 from handlers.edge import DATABASE_DOWN, SOMETHING_WRONG, database_unavailable, place
 from services.errors import DsrError
@@ -45,6 +45,16 @@ class Deps:
 
     def required_approvals(self, request_type: str) -> int:
         return self.service.policy.required_approvals(RequestType(request_type))
+
+
+# An ack hands the work after it (a lazy listener) what only the ack knows, such as the
+# reference of the request it filed, as `context[AFTER_ACK]`: a dict of text that the inbox
+# keeps with the request (bot.inbox). Absent, the ack refused, and nothing follows.
+AFTER_ACK = "after_ack"
+
+
+def hand_over(context: BoltContext, **values: str) -> None:
+    context[AFTER_ACK] = values
 
 
 def acknowledge(ack: Ack) -> None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from handlers.deps import Deps
+from handlers.deps import AFTER_ACK, Deps, hand_over
 from handlers.edge import FIELD_ERROR_LIMIT, FieldError, parse_day, text, too_long
 from handlers.ids import Action, Block, Callback
 from handlers.views.common import as_dicts, clip, escape
@@ -186,8 +185,10 @@ def intake_key(view: dict[str, Any]) -> str:
 def register(app: App, deps: Deps) -> None:
     service = deps.service
 
-    @app.view(Callback.NEW_REQUEST)
-    def submit_intake(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    # Each submission is answered in its ack; what follows (a search, posting for approval, an
+    # announcement) runs after it, from the inbox (bolt's lazy listeners, bot.inbox).
+    def submit_intake(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                      context: BoltContext) -> None:
         user = body["user"]["id"]
         new, errors = parse_intake(view["state"]["values"], user, deps.systems, service.today())
         if new is not None:
@@ -205,25 +206,27 @@ def register(app: App, deps: Deps) -> None:
             ack(response_action="errors", errors=errors)
             return
         ack(response_action="update", view=searching_modal(request.reference).to_dict())
-        threading.Thread(target=_show_matches, args=(deps, client, view["id"], request.reference),
-                         daemon=True).start()
+        hand_over(context, reference=request.reference, view_id=view["id"])
 
-    @app.view(Callback.CONFIRM_MATCHES)
+    def show_matches(client: WebClient, context: BoltContext) -> None:
+        if handed := context.get(AFTER_ACK):
+            _show_matches(deps, client, handed["view_id"], handed["reference"])
+
     def submit_matches(ack: Ack, body: dict[str, Any], view: dict[str, Any],
-                       client: WebClient) -> None:
-        user, reference = body["user"]["id"], view["private_metadata"]
-        picked = {text(_mapping(option).get("value"))
-                  for block in _mapping(_mapping(view.get("state")).get("values")).values()
-                  for element in _mapping(block).values()
-                  for option in _mapping(element).get("selected_options") or []}
+                       context: BoltContext) -> None:
+        _, reference, _ = _confirmation(body, view)
         ack(response_action="update", view=done_modal(f":hourglass: {reference}: sending for "
                                                        "approval…").to_dict())
-        threading.Thread(target=_confirm, args=(deps, client, view["id"], reference, user, picked),
-                         daemon=True).start()
+        hand_over(context, reference=reference, view_id=view["id"])
 
-    @app.view(Callback.REJECT_REASON)
+    def confirm(body: dict[str, Any], view: dict[str, Any], client: WebClient,
+                context: BoltContext) -> None:
+        if handed := context.get(AFTER_ACK):
+            user, reference, picked = _confirmation(body, view)
+            _confirm(deps, client, handed["view_id"], reference, user, picked)
+
     def submit_rejection(ack: Ack, body: dict[str, Any], view: dict[str, Any],
-                         client: WebClient) -> None:
+                         context: BoltContext) -> None:
         reason = _value(view["state"]["values"], Block.REASON)
         try:
             decision = service.decide(view["private_metadata"], approver=body["user"]["id"],
@@ -232,14 +235,28 @@ def register(app: App, deps: Deps) -> None:
             ack(response_action="errors", errors={Block.REASON: str(exc)[:150]})
             return
         ack()
-        threading.Thread(target=_announce_rejection, daemon=True, args=(
-            deps, client, decision.request.reference, body["user"]["id"], reason)).start()
+        hand_over(context, reference=decision.request.reference)
+
+    def announce_rejection(body: dict[str, Any], view: dict[str, Any], client: WebClient,
+                           context: BoltContext) -> None:
+        if handed := context.get(AFTER_ACK):
+            request = refresh_request_message(deps, client, handed["reference"])
+            reason = _value(view["state"]["values"], Block.REASON)
+            post_in_thread(client, request,
+                           f":no_entry: Rejected by <@{body['user']['id']}>: {escape(reason)}")
+
+    app.view(Callback.NEW_REQUEST)(ack=submit_intake, lazy=[show_matches])
+    app.view(Callback.CONFIRM_MATCHES)(ack=submit_matches, lazy=[confirm])
+    app.view(Callback.REJECT_REASON)(ack=submit_rejection, lazy=[announce_rejection])
 
 
-def _announce_rejection(deps: Deps, client: WebClient, reference: str, user: str,
-                        reason: str) -> None:
-    request = refresh_request_message(deps, client, reference)
-    post_in_thread(client, request, f":no_entry: Rejected by <@{user}>: {escape(reason)}")
+def _confirmation(body: dict[str, Any], view: dict[str, Any]) -> tuple[str, str, set[str]]:
+    """Who confirmed, which request, and the match keys they ticked."""
+    picked = {text(_mapping(option).get("value"))
+              for block in _mapping(_mapping(view.get("state")).get("values")).values()
+              for element in _mapping(block).values()
+              for option in _mapping(element).get("selected_options") or []}
+    return body["user"]["id"], view["private_metadata"], picked
 
 
 def _show_matches(deps: Deps, client: WebClient, view_id: str, reference: str) -> None:

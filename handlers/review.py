@@ -4,13 +4,12 @@ send it for approval. Each change is saved (and audited) at once; the modal is r
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import Deps, acknowledge, replies_errors
+from handlers.deps import AFTER_ACK, Deps, acknowledge, hand_over, replies_errors
 from handlers.edge import text
 from handlers.ids import Action, Callback
 from handlers.modals import post_in_thread, refresh_request_message
@@ -106,8 +105,7 @@ def register(app: App, deps: Deps) -> None:
         client.views_update(view_id=body["view"]["id"],
                             view=_modal(deps, reference, user, _number(action["value"])))
 
-    @app.view(Callback.REVIEW_PLAN)
-    def submit_plan(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def submit_plan(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         user = body["user"]["id"]
         reference, offset = _where(body)
         try:
@@ -117,8 +115,12 @@ def register(app: App, deps: Deps) -> None:
             return
         ack(response_action="update", view=done_modal(
             f":white_check_mark: {reference}: the plan is sent for approval.").to_dict())
-        threading.Thread(target=_announce_plan, args=(deps, client, request.reference, user),
-                         daemon=True).start()
+        hand_over(context, reference=request.reference)
+
+    def announce_plan(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        """After the ack, from the inbox (bot.inbox): the plan in the request's thread."""
+        if handed := context.get(AFTER_ACK):
+            _announce_plan(deps, client, handed["reference"], body["user"]["id"])
 
     @replies_errors
     def review_again(body: dict[str, Any], action: dict[str, Any], client: WebClient,
@@ -130,6 +132,7 @@ def register(app: App, deps: Deps) -> None:
                        "what was done stays done; the search runs again for what is new.")
         deps.wake_worker()
 
+    app.view(Callback.REVIEW_PLAN)(ack=submit_plan, lazy=[announce_plan])
     app.action(Action.REVIEW_PLAN)(ack=acknowledge, lazy=[open_review])
     app.action(Action.REVIEW_AGAIN)(ack=acknowledge, lazy=[review_again])
     app.action(Action.PLAN_LINE)(ack=acknowledge, lazy=[change_line])

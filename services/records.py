@@ -18,7 +18,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -26,6 +25,7 @@ from sqlmodel import Session, select
 
 from services import audit
 from services.errors import InvalidRequest
+from services.export_store import ExportStore
 from services.exports import ExportFile, read_package
 from services.lifecycle import TERMINAL
 from services.requests import find_request
@@ -183,11 +183,11 @@ class ComplianceRecord:
         return self.closed_at.date() <= self.effective_due_on
 
 
-def build_record(session: Session, request_id: int | str, *, exports: Path,
+def build_record(session: Session, request_id: int | str, *, exports: ExportStore,
                  now: datetime | None = None) -> ComplianceRecord:
-    """The record of a finished request. `exports` is the folder holding one export folder per
-    request (`<data_dir>/exports`); NotFound for an unknown request, InvalidRequest for one that
-    is still open."""
+    """The record of a finished request. `exports` is the export store, where the manifest of an
+    access request's archive is read; NotFound for an unknown request, InvalidRequest for one
+    that is still open."""
     request = find_request(session, request_id)
     status = RequestStatus(request.status)
     if status not in TERMINAL or request.closed_at is None:
@@ -392,7 +392,7 @@ def store_record(session: Session, record: ComplianceRecord) -> ComplianceRecord
     return row
 
 
-def ensure_record(session: Session, request_id: int | str, *, exports: Path,
+def ensure_record(session: Session, request_id: int | str, *, exports: ExportStore,
                   now: datetime) -> ComplianceRecord:
     """The stored record of a finished request, made now if it was not yet (caller commits)."""
     row = session.get(ComplianceRecordRow, find_request(session, request_id).id)

@@ -7,23 +7,22 @@ last-frame flag, so frames cannot be reordered, dropped, or cut off the end with
 failing. The keys come from `DSR_EXPORT_KEY` (comma-separated Fernet keys; the first encrypts,
 all decrypt, so a key can be rotated) and are never written to disk, the database, or a log.
 
-Paths may be plain strings: a sink writes one file per document, and pathlib interns every new
-file name, so 10,000 tickets would grow the interpreter's table of interned strings.
+A sealed file lives in an export store (services.export_store): the store only ever holds these
+frames, whichever store it is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
+import posixpath
 import struct
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from services.errors import ConfigurationError, DsrError
+from services.export_store import ExportStore
 
 MAGIC = b"DSR-SEALED-1\n"
 FRAME_BYTES = 1 << 16  # 64 KiB: encrypting a frame costs a few times its size in memory
@@ -51,17 +50,15 @@ def export_keys(secret: str) -> MultiFernet:
 
 
 class SealedWriter(io.RawIOBase):
-    """A write-only stream that lands at `path` only when closed without an error, so a crash
-    never leaves a half file under the final name. Not seekable: zipfile writes to it as to a
-    pipe."""
+    """A write-only stream that lands at `path` in `store` only when closed without an error, so
+    a crash never leaves a half file under the final name. Not seekable: zipfile writes to it as
+    to a pipe."""
 
-    def __init__(self, path: str | Path, keys: MultiFernet) -> None:
+    def __init__(self, store: ExportStore, path: str, keys: MultiFernet) -> None:
         super().__init__()
         self.path, self.keys = path, keys
-        self._partial = f"{path}.partial"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._file = open(self._partial, "wb")  # noqa: SIM115 - closed in close() or abort()
-        self._file.write(MAGIC)
+        self._out = store.writer(path)
+        self._out.write(MAGIC)
         self._buffer = bytearray()
         self._index = 0
         self.plain_bytes = 0
@@ -78,7 +75,7 @@ class SealedWriter(io.RawIOBase):
 
     def _frame(self, plain: bytes, *, last: bool) -> None:
         token = self.keys.encrypt(_FRAME.pack(self._index, int(last)) + plain)
-        self._file.write(_LENGTH.pack(len(token)) + token)
+        self._out.write(_LENGTH.pack(len(token)) + token)
         self._index += 1
         self.plain_bytes += len(plain)
 
@@ -87,17 +84,15 @@ class SealedWriter(io.RawIOBase):
             return
         try:
             self._frame(bytes(self._buffer), last=True)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._partial, self.path)
+            self._out.close()
+        except BaseException:
+            self._out.abort()  # what did not land is not left behind either
+            raise
         finally:
             super().close()
 
     def abort(self) -> None:
-        self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._partial)
+        self._out.abort()
         super().close()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -108,34 +103,51 @@ class SealedWriter(io.RawIOBase):
             self.close()
 
 
-def read_sealed(path: str | Path, keys: MultiFernet) -> Iterator[bytes]:
+class _Exact:
+    """Reads of an exact length from chunks of any length (as a store hands them out)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks, self._buffer = iter(chunks), bytearray()
+
+    def read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+def read_sealed(store: ExportStore, path: str, keys: MultiFernet) -> Iterator[bytes]:
     """The plaintext of a sealed file, frame by frame; SealBroken if it does not check out."""
-    name = os.path.basename(path)
-    with open(path, "rb") as file:
-        if file.read(len(MAGIC)) != MAGIC:
-            raise SealBroken(f"{name} is not a sealed file")
-        index = 0
-        while True:
-            length = file.read(_LENGTH.size)
-            if len(length) < _LENGTH.size:
-                raise SealBroken(f"{name} is truncated: its last frame is missing")
-            token = file.read(_LENGTH.unpack(length)[0])
-            try:
-                plain = keys.decrypt(token)
-            except InvalidToken:
-                raise SealBroken(f"{name} does not decrypt with the configured DSR_EXPORT_KEY "
-                                 "(a different key, or the file was altered)") from None
-            got, last = _FRAME.unpack_from(plain)
-            if got != index:
-                raise SealBroken(f"{name}: frame {got} found where frame {index} belongs")
-            yield plain[_FRAME.size:]
-            if last:
-                if file.read(1):
-                    raise SealBroken(f"{name} has data after its last frame")
-                return
-            index += 1
+    name = posixpath.basename(path)
+    file = _Exact(store.read(path))
+    if file.read(len(MAGIC)) != MAGIC:
+        raise SealBroken(f"{name} is not a sealed file")
+    index = 0
+    while True:
+        length = file.read(_LENGTH.size)
+        if len(length) < _LENGTH.size:
+            raise SealBroken(f"{name} is truncated: its last frame is missing")
+        token = file.read(_LENGTH.unpack(length)[0])
+        try:
+            plain = keys.decrypt(token)
+        except InvalidToken:
+            raise SealBroken(f"{name} does not decrypt with the configured DSR_EXPORT_KEY "
+                             "(a different key, or the file was altered)") from None
+        got, last = _FRAME.unpack_from(plain)
+        if got != index:
+            raise SealBroken(f"{name}: frame {got} found where frame {index} belongs")
+        yield plain[_FRAME.size:]
+        if last:
+            if file.read(1):
+                raise SealBroken(f"{name} has data after its last frame")
+            return
+        index += 1
 
 
-def unseal(path: str | Path, keys: MultiFernet) -> bytes:
+def unseal(store: ExportStore, path: str, keys: MultiFernet) -> bytes:
     """A small sealed file's whole plaintext (one staged document)."""
-    return b"".join(read_sealed(path, keys))
+    return b"".join(read_sealed(store, path, keys))

@@ -381,3 +381,51 @@ class VendorBudget(SQLModel, table=True):
     vendor: str = Field(primary_key=True, max_length=200)  # the vendor and its account's host
     slot: int = Field(primary_key=True, sa_type=sa.BigInteger)  # epoch seconds // SLOT_SECONDS
     used: int = 0
+
+
+class InboxItem(SQLModel, table=True):
+    """Work after a Slack acknowledgement (a bolt lazy listener), written before the ack is
+    answered and deleted once done (bot.inbox). Its body holds what people typed, a subject's
+    personal data among it: never logged, and gone with the row."""
+
+    __tablename__ = "inbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    function: str = Field(max_length=255)  # the lazy function's name, as bolt matches it
+    body: str = Field(sa_type=sa.Text)  # the request's parsed body, as JSON
+    headers: str = Field(sa_type=sa.Text)  # its headers, as JSON
+    handed: str | None = Field(default=None, sa_type=sa.Text)  # what the ack handed over, as JSON
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    attempts: int = 0
+
+
+class ExportFile(SQLModel, table=True):
+    """A file of the export store (services.export_store): an access request's sealed staged
+    documents, its sealed archive and its manifest, reached by every replica. Its bytes are the
+    rows of export_chunk; readers see it only once it is complete."""
+
+    __tablename__ = "export_file"
+    __table_args__ = (
+        # One complete file a path; half-written ones (a writer still going, or crashed) may share it.
+        sa.Index("ux_export_file_complete_path", "path", unique=True,
+                 sqlite_where=sa.text("complete"), postgresql_where=sa.text("complete")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(max_length=400, index=True)  # e.g. DSR-000042/staging/zendesk/tickets/7.json.sealed
+    complete: bool = False
+    bytes: int = Field(default=0, sa_type=sa.BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ExportChunk(SQLModel, table=True):
+    """A piece of an export file, in order: a file is written and read a chunk at a time."""
+
+    __tablename__ = "export_chunk"
+
+    file_id: int = Field(primary_key=True, foreign_key="export_file.id", ondelete="CASCADE",
+                         sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    data: bytes = Field(sa_type=sa.LargeBinary)

@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
+from services.export_store import DatabaseStore, ExportStore, FolderStore
 from storage import migrate
 from storage.db import SessionFactory, make_engine, make_session_factory
 
@@ -117,16 +119,25 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a fresh, migrated database of the parametrized backend."""
+    with fresh_database(backend, tmp_path, request) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database of `backend` (SQLite: a file in `folder`), dropped after."""
     if backend == "sqlite":
-        target = tmp_path / "dsr.sqlite3"
+        target = folder / "dsr.sqlite3"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
         yield f"sqlite:///{target}"
         return
     postgres: _Postgres = request.getfixturevalue("postgres")
     name = f"dsr_t_{uuid.uuid4().hex[:12]}"
     url = postgres.create(name, template=request.getfixturevalue("postgres_template"))
-    yield url
-    postgres.drop(name)
+    try:
+        yield url
+    finally:
+        postgres.drop(name)
 
 
 @pytest.fixture
@@ -169,3 +180,18 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
+
+
+STORES = ["folder", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=STORES)
+def export_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ExportStore]:
+    """Each export store: a local folder, and the database on SQLite and on PostgreSQL."""
+    if request.param == "folder":
+        yield FolderStore(tmp_path / "exports")
+        return
+    with fresh_database(request.param, tmp_path, request) as url:
+        engine = make_engine(url)
+        yield DatabaseStore(make_session_factory(engine))
+        engine.dispose()

@@ -11,13 +11,13 @@ a failed post is retried and never lost.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from cryptography.fernet import MultiFernet
 from sqlmodel import select
 
 from services import audit, notify
 from services.errors import InvalidRequest
+from services.export_store import ExportStore
 from services.exports import discard_staging, package, subject_readme
 from services.records import RECORD_ACTOR, ComplianceRecord, ensure_record
 from services.requests import find_request
@@ -34,7 +34,7 @@ def unrecorded(sessions: SessionFactory, limit: int = 20) -> list[int]:
             .order_by(DsrRequest.closed_at).limit(limit)))
 
 
-def make(sessions: SessionFactory, request_id: int, *, exports: Path, keys: MultiFernet,
+def make(sessions: SessionFactory, request_id: int, *, exports: ExportStore, keys: MultiFernet,
          now: datetime, owner: str, lease: timedelta = dispatch.LEASE) -> bool:
     """`finish` under the request's send-once key, so that replicas and `/dsr report` never
     package or record a request twice. False if it was done (or is being done) elsewhere, or
@@ -44,7 +44,7 @@ def make(sessions: SessionFactory, request_id: int, *, exports: Path, keys: Mult
                          send=lambda: finish(sessions, request_id, exports=exports, keys=keys, now=now))
 
 
-def record_of(sessions: SessionFactory, ref: str, *, exports: Path, keys: MultiFernet,
+def record_of(sessions: SessionFactory, ref: str, *, exports: ExportStore, keys: MultiFernet,
               now: datetime, owner: str) -> ComplianceRecord:
     """The record of a finished request, as stored at closing; made now if the job has not got
     to it yet. NotFound / InvalidRequest for an unknown or open request."""
@@ -58,7 +58,7 @@ def record_of(sessions: SessionFactory, ref: str, *, exports: Path, keys: MultiF
         return ensure_record(session, request_id, exports=exports, now=now)
 
 
-def finish(sessions: SessionFactory, request_id: int, *, exports: Path, keys: MultiFernet,
+def finish(sessions: SessionFactory, request_id: int, *, exports: ExportStore, keys: MultiFernet,
            now: datetime) -> None:
     with sessions() as session:
         request = session.get(DsrRequest, request_id)
@@ -73,9 +73,11 @@ def finish(sessions: SessionFactory, request_id: int, *, exports: Path, keys: Mu
     if is_access and completed and not packaged:
         made = package(exports, reference, keys, at=now, readme=subject_readme(reference, systems, now))
     elif is_access and not completed:
-        with transaction(sessions) as session:  # an unfinished request leaves no half export
-            discarded = discard_staging(exports, reference)
-            if discarded is not None:
+        # An unfinished request leaves no half export. Deleted before the audit event commits
+        # (the store writes in transactions of its own): a crash in between leaves nothing staged.
+        discarded = discard_staging(exports, reference)
+        if discarded is not None:
+            with transaction(sessions) as session:
                 audit.record(session, action="export.discarded", actor=RECORD_ACTOR, at=now,
                              request_id=request_id, details={"files": discarded})
     with transaction(sessions) as session:  # the archive's mark and the record commit together

@@ -3,26 +3,32 @@ their masked form, once their periods have passed; each is recorded in the audit
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services import audit
+from services.export_store import ExportStore
 from services.exports import export_folder
 from services.subjects import Identifier, mask
 from storage.db import SessionFactory, transaction
-from storage.models import AuditEvent, DsrRequest, RequestSystem, RequestType, SubjectIdentifier
+from storage.models import (
+    AuditEvent,
+    DsrRequest,
+    RequestSystem,
+    RequestType,
+    SubjectIdentifier,
+    format_reference,
+)
 
 ACTOR = "dsr-desk:retention"
 
 
-def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, days: int,
+def purge_exports(sessions: SessionFactory, exports: ExportStore, *, now: datetime, days: int,
                   batch: int = 200) -> list[int]:
-    """Delete the exports of access requests closed more than `days` ago; returns the requests
-    that had data deleted."""
+    """Delete the exports of access requests closed more than `days` ago from the export store;
+    returns the requests that had data deleted."""
     cutoff = now - timedelta(days=days)
     with sessions() as session:
         due = list(session.exec(select(DsrRequest.id).where(
@@ -31,23 +37,23 @@ def purge_exports(sessions: SessionFactory, exports: Path, *, now: datetime, day
             DsrRequest.type == RequestType.ACCESS).order_by(DsrRequest.id).limit(batch)))
     purged: list[int] = []
     for request_id in due:
+        folder = export_folder(format_reference(request_id))
+        files = list(exports.list(folder))  # after packaging: the archive and its manifest
+        size = sum(exports.size(path) for path in files)
+        # Deleted before the mark commits (the store writes in transactions of its own): if the
+        # mark fails, the next run retries; deleting again is harmless.
+        exports.delete(folder)
         with transaction(sessions) as session:
             request = session.get(DsrRequest, request_id)
             if request.exports_purged_at is not None:
                 continue  # another replica was quicker
-            folder = export_folder(exports, request.reference)
-            files = [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
             request.exports_purged_at = now
             session.add(request)
             if files:
                 audit.record(session, action="export.purged", actor=ACTOR, at=now,
                              request_id=request_id,
-                             details={"files": len(files),
-                                      "bytes": sum(p.stat().st_size for p in files),
-                                      "retention_days": days})
+                             details={"files": len(files), "bytes": size, "retention_days": days})
                 purged.append(request_id)
-            # Deleted inside the transaction: if the mark fails to commit, the next run retries.
-            shutil.rmtree(folder, ignore_errors=True)
     return purged
 
 

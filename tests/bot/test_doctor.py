@@ -8,12 +8,13 @@ from cryptography.fernet import Fernet
 from bot.doctor import check_export_key, run_doctor
 from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
+from bot.wiring import export_store
 from services.exports import SealedSink, package
 from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
 from services.sandbox.zendesk import ZendeskSandbox
 from storage import migrate
-from storage.db import make_engine
+from storage.db import make_engine, make_session_factory
 
 
 @pytest.fixture
@@ -71,15 +72,23 @@ def test_an_unreachable_slack_is_a_finding_not_a_traceback(tmp_path, servers) ->
     assert "check SLACK_API_URL" in "\n".join(lines)
 
 
-def test_an_export_key_that_cannot_open_the_exports_is_caught(tmp_path, servers) -> None:
-    config = settings(tmp_path, servers)
-    sink = SealedSink(config.exports_dir / "DSR-000001", config.export_keys)
-    sink.write("zendesk/users/1.json", {"user": {}})
-    package(config.exports_dir, "DSR-000001", config.export_keys, readme="r", at=datetime.now(UTC))
+@pytest.mark.parametrize("store", ["database", "folder"])
+def test_an_export_key_that_cannot_open_the_exports_is_caught(tmp_path, servers, store) -> None:
+    config = settings(tmp_path, servers, DSR_EXPORT_STORE=store)
+    engine = make_engine(config.effective_database_url)
+    migrate.upgrade(engine)
+    exports = export_store(config, make_session_factory(engine))
+    for reference in ("DSR-000001", "DSR-000002"):  # the newest is checked
+        SealedSink(exports, reference, config.export_keys).write("zendesk/users/1.json", {"user": {}})
+        package(exports, reference, config.export_keys, readme="r", at=datetime.now(UTC))
+    engine.dispose()
+    assert "[ok  ] DSR_EXPORT_KEY set and opens the latest export" in "\n".join(
+        finding.line() for finding in check_export_key(config))
     lines: list[str] = []
-    other = settings(tmp_path, servers, DSR_EXPORT_KEY=Fernet.generate_key().decode())
+    other = settings(tmp_path, servers, DSR_EXPORT_STORE=store,
+                     DSR_EXPORT_KEY=Fernet.generate_key().decode())
     run_doctor(other, lines.append)
-    assert "[FAIL] DSR_EXPORT_KEY does not open DSR-000001-export.zip.sealed" in "\n".join(lines)
+    assert "[FAIL] DSR_EXPORT_KEY does not open DSR-000002-export.zip.sealed" in "\n".join(lines)
     missing = Settings.model_construct(**{**config.__dict__, "export_key": None})
     assert "[FAIL] DSR_EXPORT_KEY is not set" in "\n".join(line.line() for line in
                                                            check_export_key(missing))

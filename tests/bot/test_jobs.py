@@ -12,16 +12,28 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot.app import build_core
+from bot.app import Core, build_core
 from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
+from services import engine as eng
 from services import notify
+from services.intake import confirm_records
 from services.lifecycle import transition
 from services.sandbox import server
+from services.subjects import Identifier
 from storage.db import transaction
-from storage.models import AuditEvent, DsrRequest, RequestStatus, RequestType
+from storage.models import (
+    AuditEvent,
+    DsrRequest,
+    ExportChunk,
+    ExportFile,
+    IdentifierKind,
+    RequestStatus,
+    RequestType,
+)
 from tests.conftest import ManualClock
 from tests.factories import add_request
+from tests.workflow import run_until_settled
 
 S = RequestStatus
 DIGEST = "C0MANAGERS"
@@ -132,14 +144,20 @@ def test_progress_is_posted_as_one_message_per_batch(jobs, slack) -> None:
     assert jobs.run("status_updates") == "posted 0 update(s)"
 
 
+def stored(jobs, reference: str) -> bytes:
+    """What the database holds of a request's export files (the default store)."""
+    with jobs.sessions() as session:
+        return b"".join(session.exec(select(ExportChunk.data).join(ExportFile).where(
+            ExportFile.path.startswith(f"{reference}/"))))
+
+
 def test_finished_access_request_delivers_its_export_and_record_then_retention(jobs, slack) -> None:
     request = filed(jobs, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, type=RequestType.ACCESS,
                     due_in=20)
     sink = jobs.worker.sinks(request, "zendesk")  # what the access steps write to
     sink.write("zendesk/users/5.json", {"user": {"id": 5, "name": "Jane Doe"}})
     sink.write("zendesk/tickets/7.json", {"ticket": {"id": 7, "subject": "Refund"}, "comments": []})
-    folder = jobs.settings.exports_dir / request.reference
-    assert b"Jane" not in b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert stored(jobs, request.reference) and b"Jane" not in stored(jobs, request.reference)
     with transaction(jobs.sessions) as session:
         transition(session, session.get(DsrRequest, request.id), S.COMPLETED, actor="dsr-desk",
                    at=jobs.clock.now())
@@ -168,7 +186,7 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
     jobs.clock.advance(days=31)
     assert jobs.run("retention") == ("purged 1 export(s), deleted 1 file(s) in Slack; reduced 0 "
                                      "request(s)' identifiers")
-    assert not folder.exists()
+    assert stored(jobs, request.reference) == b"" and not jobs.settings.exports_dir.exists()
     assert [f["name"] for f in slack.uploaded_files()] == [  # the DMed zip is gone from Slack
         f"{request.reference}-compliance-record.pdf", f"{request.reference}-compliance-record.json"]
     with jobs.sessions() as session:
@@ -176,6 +194,72 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
                                     .order_by(AuditEvent.seq)))
     assert actions[-5:] == ["export.packaged", "record.made", "export.delivered", "export.purged",
                             "export.slack_copies_deleted"]
+
+
+def replica(database_url: str, data_dir, slack, clock: ManualClock) -> Core:
+    """One replica of the app: its own host (DSR_DATA_DIR: its local disk), the shared database."""
+    settings = Settings(
+        _env_file=None, DATABASE_URL=database_url, DSR_DATA_DIR=str(data_dir),
+        SLACK_BOT_TOKEN="xoxb-jobs", SLACK_API_URL=f"{slack.url}/api/", DSR_REQUESTERS="U_REQUESTER",
+        DSR_APPROVERS="U_APP", DSR_MANAGERS="U_MGR", DSR_APPROVALS_CHANNEL=APPROVALS,
+        DSR_DIGEST_CHANNEL=DIGEST, DSR_SANDBOX_PEOPLE=6)
+    return build_core(settings, clock=clock, worker_id=f"replica-{data_dir.name}")
+
+
+def approved_access(core: Core, clock: ManualClock, subject: Identifier) -> int:
+    """An access request to every stand-in, its matches confirmed, approved and planned."""
+    systems = ("zendesk", "genesys")
+    # Searched outside the transaction: the calls take the vendor budget's own (bot.app).
+    matches = {system: core.registry(system, True).search_subjects([subject]) for system in systems}
+    with transaction(core.jobs.sessions) as session:
+        request = add_request(session, clock.now(), type=RequestType.ACCESS, systems=systems,
+                              identifiers=(subject,), simulation=True)
+        for system in systems:
+            confirm_records(session, request, system, matches[system], actor="U_REQUESTER",
+                            at=clock.now())
+        for status, actor in ((S.PENDING_APPROVAL, "U_REQUESTER"), (S.APPROVED, "U_APP")):
+            transition(session, request, status, actor=actor, at=clock.now())
+        eng.schedule(session, request, core.registry, at=clock.now())
+        return request.id
+
+
+def test_replicas_on_different_hosts_stage_package_and_send_one_export(database_url, tmp_path,
+                                                                       slack) -> None:
+    """Replica A runs an access request's steps, B packages it and sends it (the deliverables
+    job), C sends it again ("Send me the export"): each on its own disk, so only what they share,
+    the database, carries the export between them."""
+    clock = ManualClock(T0)
+    a, b, c = (replica(database_url, tmp_path / name, slack, clock) for name in ("a", "b", "c"))
+    try:
+        a.registry.sandboxes.url("zendesk")
+        zendesk = a.registry.sandboxes.instances["zendesk"]
+        email = next(u["email"] for u in zendesk.state.users.values() if u["role"] == "end-user")
+        request_id = approved_access(a, clock, Identifier(IdentifierKind.EMAIL, email))
+        run_until_settled(a.jobs.sessions, a.registry, clock, [request_id], worker=a.jobs.worker)
+        with a.jobs.sessions() as session:
+            request = session.get(DsrRequest, request_id)
+        assert request.status == S.COMPLETED
+
+        assert b.jobs.run("deliverables").startswith("made 1 record(s)")
+        c.deps.deliverables.send_export(request.reference, "U_REQUESTER")
+    finally:
+        a.registry.sandboxes.stop()
+
+    with b.jobs.sessions() as session:
+        request = session.get(DsrRequest, request_id)
+    sent = [f["bytes"] for f in slack.uploaded_files() if f["name"] == f"{request.reference}-export.zip"]
+    assert len(sent) == 2 and sent[0] == sent[1], "B's and C's copies are the same archive"
+    assert hashlib.sha256(sent[0]).hexdigest() == request.export_sha256
+    with zipfile.ZipFile(io.BytesIO(sent[0])) as zipped:
+        names = set(zipped.namelist())
+        assert {"README.txt", "manifest.json", "zendesk/users-001.json"} <= names
+        assert any(name.startswith("genesys/") for name in names), names
+        [user] = json.loads(zipped.read("zendesk/users-001.json"))
+        assert user["user"]["email"] == email  # what A's steps fetched, packaged by B
+    with b.jobs.sessions() as session:
+        actions = list(session.exec(select(AuditEvent.action).where(AuditEvent.request_id == request_id)))
+    assert actions.count("export.delivered") == 2 and "export.packaged" in actions
+    assert not any((tmp_path / name / "exports").exists() for name in "abc"), "no local disk used"
 
 
 def test_without_a_digest_channel_the_reports_say_so(database_url, tmp_path) -> None:

@@ -19,6 +19,7 @@ def test_defaults_to_a_sqlite_file_under_var() -> None:
     settings = load_settings()
     assert settings.effective_database_url == "sqlite:///var/dsr-desk.sqlite3"
     assert settings.timezone == "UTC"
+    assert settings.export_store == "database"  # what every replica reaches
 
 
 def test_reads_environment_and_dotenv(monkeypatch, tmp_path) -> None:
@@ -45,6 +46,7 @@ def test_secrets_never_show_in_repr(monkeypatch) -> None:
         ("DSR_LOG_LEVEL", "LOUD", "DSR_LOG_LEVEL: must be DEBUG"),
         ("SLACK_BOT_TOKEN", "changeme", "SLACK_BOT_TOKEN: is still the placeholder"),
         ("DSR_EXPORT_KEY", "hunter2", "DSR_EXPORT_KEY: holds a value that is not a Fernet key"),
+        ("DSR_EXPORT_STORE", "s3", "DSR_EXPORT_STORE: Input should be 'database' or 'folder'"),
     ],
 )
 def test_invalid_value_names_the_variable(monkeypatch, variable, value, message) -> None:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from bot.http import BACKGROUND_NICENESS
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
 from bot.wiring import build_sandbox
-from handlers.ids import Action, Block
+from handlers.ids import Action, Block, Callback
 from services.sandbox import server
 from storage.db import make_engine, make_session_factory
-from storage.models import DsrRequest, RequestStatus
+from storage.models import DsrRequest, InboxItem, RequestStatus
 from tests.conftest import child_env
-from tests.e2e.conftest import APPROVALS, SECRET, Conversation, file_request, wait_for
+from tests.e2e.conftest import APPROVALS, SECRET, Conversation, file_request, modal, wait_for
+from tests.forms import form
 
 PEOPLE = 6  # the stand-ins' subjects (DSR_SANDBOX_PEOPLE)
 
@@ -85,8 +87,9 @@ class Running:
 
 
 @contextmanager
-def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
-    """`dsr-desk run --http --workers 2`; on leaving, SIGTERM, and checks that it stopped cleanly."""
+def run_http(database_url: str, tmp_path: Path, **settings: str) -> Iterator[Running]:
+    """`dsr-desk run --http --workers 2` (with `settings` in its environment); on leaving,
+    SIGTERM, and checks that it stopped cleanly."""
     slack = SlackStandIn(bot_token="xoxb-http")
     slack_server = server.start(slack.wsgi)
     port = free_port()
@@ -95,7 +98,7 @@ def run_http(database_url: str, tmp_path: Path) -> Iterator[Running]:
         "DSR_DATA_DIR": str(tmp_path), "SLACK_BOT_TOKEN": "xoxb-http", "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": f"{slack_server.url}/api/", "DSR_REQUESTERS": "U_REQ",
         "DSR_APPROVERS": "U_APP", "DSR_APPROVALS_CHANNEL": APPROVALS,
-        "DSR_POLL_SECONDS": "0.05", "DSR_SANDBOX_PEOPLE": str(PEOPLE)}
+        "DSR_POLL_SECONDS": "0.05", "DSR_SANDBOX_PEOPLE": str(PEOPLE), **settings}
     log = tmp_path / "app.log"
     with log.open("w") as log_file:
         app = subprocess.Popen(
@@ -167,3 +170,64 @@ def test_the_background_process_does_the_work_after_acks_and_is_replaced_if_it_d
         conversation.driver.click("U_APP", message, Action.APPROVE, APPROVALS)
         wait_for(lambda: completed(reference), timeout=60, what="the access request")
     assert "Perhaps out of memory?" in running.log.read_text()  # gunicorn saw the SIGKILL
+
+
+class Gate:
+    """A Zendesk stand-in whose searches wait until the gate opens: the work after an ack is
+    caught in flight, in whichever process runs it."""
+
+    def __init__(self) -> None:
+        self.sandbox = build_sandbox("zendesk", seed=0, people=PEOPLE)
+        self.searching, self.open = threading.Event(), threading.Event()
+
+    def wsgi(self, environ, start_response):  # noqa: ANN001, ANN201
+        if "search" in environ.get("PATH_INFO", "") and not self.open.is_set():
+            self.searching.set()
+            self.open.wait(60)
+        return self.sandbox.wsgi(environ, start_response)
+
+
+def test_the_work_after_an_ack_survives_the_death_of_every_process_that_held_it(
+        database_url, tmp_path) -> None:
+    """An intake form's search runs after its ack, from the inbox: SIGKILL the worker processes
+    (one of them acked) and the background process in the middle of the search, and the
+    replacements gunicorn starts do it, once."""
+    gate = Gate()
+    with server.serve(gate.wsgi) as zendesk, run_http(
+            database_url, tmp_path, DSR_SANDBOX_ZENDESK_URL=zendesk.url) as running:
+        conversation, slack = running.conversation, running.conversation.slack
+        http_workers, background = running.settled()
+        before = len(slack.views())
+        conversation.driver.command("U_REQ", "new")
+        intake = modal(conversation, Callback.NEW_REQUEST, before)
+        email = sorted(u["email"] for u in gate.sandbox.state.users.values()
+                       if u["role"] == "end-user")[0]
+        answer = conversation.driver.submit("U_REQ", intake, form(**{
+            Block.EMAILS: email, Block.SYSTEMS: ["zendesk"]}))
+        reference = answer.json()["view"]["private_metadata"]  # acked: "searching…"
+        assert gate.searching.wait(30), "the search after the ack never started"
+        for pid in (*http_workers, background):
+            os.kill(pid, signal.SIGKILL)
+        running.settled(replacing=frozenset({*http_workers, background}))
+        gate.open.set()
+
+        def matches_shown() -> list:
+            return [c for c in slack.calls_to("views.update")
+                    if c.args.get("view_id") == intake["id"]
+                    and c.args["view"].get("callback_id") == Callback.CONFIRM_MATCHES]
+
+        wait_for(matches_shown, what="the matches, found by the replacement")
+        engine = make_engine(database_url)
+        inbox = make_session_factory(engine)
+
+        def emptied() -> bool:
+            with inbox() as session:
+                return not session.exec(select(InboxItem)).all()
+
+        wait_for(emptied, what="the row to go")
+        engine.dispose()
+        assert len(matches_shown()) == 1  # done once
+        assert matches_shown()[0].args["view"]["private_metadata"] == reference
+    log = running.log.read_text()
+    assert "resumed 1 piece(s) of work after acks left by a crash of this worker" in log
+    assert email not in log

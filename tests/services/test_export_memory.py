@@ -1,7 +1,8 @@
 """A subject with 10,000 Zendesk tickets is exported whole, with flat peak memory.
 
 Runs the path of bench/export_memory.py: the stand-in in a child process, the connector's access
-steps over localhost into a SealedSink, then `package`. Takes about two minutes.
+steps over localhost into a SealedSink on the database store (the default: a SQLite file here),
+then `package`. Takes about three minutes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from pathlib import Path
 from cryptography.fernet import MultiFernet
 
 from bench.export_memory import FLAT, REFERENCE, Figures, fresh_keys, measure, warm_up
-from services.exports import MANIFEST_NAME, README_NAME
-from services.sealed import read_sealed
+from services.exports import MANIFEST_NAME, README_NAME, archive_chunks
 
 TICKET_FILES = "zendesk/tickets-"  # the archive holds the tickets as JSON arrays of up to 500
 
@@ -23,7 +23,8 @@ TICKET_FILES = "zendesk/tickets-"  # the archive holds the tickets as JSON array
 def unsealed_zip(figures: Figures, keys: MultiFernet, target: Path) -> Path:
     digest = hashlib.sha256()
     with target.open("wb") as out:
-        for chunk in read_sealed(figures.package.archive, keys):
+        for chunk in archive_chunks(figures.store, figures.package.archive, keys,
+                                    sha256=figures.package.sha256):
             digest.update(chunk)
             out.write(chunk)
     assert (target.stat().st_size, digest.hexdigest()) == (figures.package.bytes, figures.package.sha256)

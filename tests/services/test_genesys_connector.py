@@ -19,7 +19,8 @@ from services.connectors.base import Continue, Done, Failed, PlanEntry, RequestS
 from services.connectors.genesys import GenesysConnector
 from services.connectors.http import Limits, VendorBusy, VendorError
 from services.errors import InvalidRequest
-from services.exports import SealedSink, archive_chunks, export_folder, package
+from services.export_store import FolderStore
+from services.exports import SealedSink, archive_chunks, package
 from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan, LoseAnswers
@@ -322,16 +323,17 @@ def test_a_download_that_breaks_off_stores_nothing_and_is_tried_again() -> None:
 
 def test_the_archive_reaches_the_subjects_zip_unchanged(sandbox, tmp_path) -> None:
     keys = MultiFernet([Fernet(Fernet.generate_key())])
-    sink = SealedSink(export_folder(tmp_path, "DSR-000042"), keys)
+    store = FolderStore(tmp_path)  # to see the bytes at rest (the database store: test_exports)
+    sink = SealedSink(store, "DSR-000042", keys)
     with serve(sandbox.wsgi) as running, httpx.Client() as client:
         connector = connect(client, running.url)
         drive(connector, spec(RequestType.ACCESS, confirmed(connector, person(sandbox))), sink)
     assert sink.exists("genesys/0/results-1.zip") and sink.count("genesys/0/") == 1
     [posted] = sandbox.state.requests.values()
-    made = package(tmp_path, "DSR-000042", keys, readme="r", at=datetime(2026, 3, 2, tzinfo=UTC))
+    made = package(store, "DSR-000042", keys, readme="r", at=datetime(2026, 3, 2, tzinfo=UTC))
     on_disk = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert posted.archives[0] not in on_disk, "sealed at rest"
-    with zipfile.ZipFile(io.BytesIO(b"".join(archive_chunks(made.archive, keys,
+    with zipfile.ZipFile(io.BytesIO(b"".join(archive_chunks(store, made.archive, keys,
                                                             sha256=made.sha256)))) as archive:
         assert archive.read("genesys/0/results-1.zip") == posted.archives[0]
         manifest = json.loads(archive.read("manifest.json"))

@@ -17,7 +17,8 @@ from bot import cli
 from services import audit
 from services.connectors.base import Done, SubjectMatch
 from services.errors import InvalidRequest
-from services.exports import SealedSink, export_folder, package
+from services.export_store import DatabaseStore
+from services.exports import SealedSink, manifest_path, package
 from services.policy import Policy
 from services.record_pdf import render_pdf
 from services.records import build_record, check_anchor, record_json
@@ -82,16 +83,18 @@ def completed(service, connectors, clock, session_factory) -> str:
 
 def _build(session_factory, ref, tmp_path):
     with session_factory() as session:
-        return build_record(session, ref, exports=tmp_path / "exports", now=T0.replace(month=4))
+        return build_record(session, ref, exports=DatabaseStore(session_factory),
+                            now=T0.replace(month=4))
 
 
-def _manifest(tmp_path, ref) -> list[dict]:
+def _manifest(session_factory, ref) -> list[dict]:
     """Two documents staged and packaged as an access request's steps and the job would."""
     keys = MultiFernet([Fernet(Fernet.generate_key())])
-    sink = SealedSink(export_folder(tmp_path / "exports", ref), keys)
+    store = DatabaseStore(session_factory)  # the default export store, in the same database
+    sink = SealedSink(store, ref, keys)
     sink.write("zendesk/tickets/1.json", {"ticket": {"id": 1, "subject": "Order"}})
     sink.write("genesys/0/result_1.json", {"conversations": []})
-    made = package(tmp_path / "exports", ref, keys, readme="README", at=T0)
+    made = package(store, ref, keys, readme="README", at=T0)
     return [vars(f) for f in made.files]
 
 
@@ -103,7 +106,7 @@ def _pdf_text(pdf: bytes) -> str:
 def test_record_of_a_completed_request(world, session_factory, tmp_path) -> None:
     service, connectors, clock = world
     ref = completed(service, connectors, clock, session_factory)
-    files = _manifest(tmp_path, ref)
+    files = _manifest(session_factory, ref)
     record = _build(session_factory, ref, tmp_path)
     text = record_json(record)
     body = json.loads(text)
@@ -149,7 +152,7 @@ def test_record_of_a_completed_request(world, session_factory, tmp_path) -> None
 def test_pdf_reads_back(world, session_factory, tmp_path) -> None:
     service, connectors, clock = world
     ref = completed(service, connectors, clock, session_factory)
-    files = _manifest(tmp_path, ref)
+    files = _manifest(session_factory, ref)
     record = _build(session_factory, ref, tmp_path)
     pdf = render_pdf(record)
     assert pdf.startswith(b"%PDF-")
@@ -199,9 +202,8 @@ def test_unreadable_manifest_is_named(world, session_factory, tmp_path) -> None:
     service, _, clock = world
     ref = _file(service, clock)
     service.cancel(ref, actor="U_REQUESTER", reason="duplicate")
-    folder = tmp_path / "exports" / ref
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text('{"files": [{"name": "x"}]}')
+    with DatabaseStore(session_factory).writer(manifest_path(ref)) as out:
+        out.write(b'{"files": [{"name": "x"}]}')
     with pytest.raises(InvalidRequest, match="manifest.json is not readable"):
         _build(session_factory, ref, tmp_path)
 

@@ -14,7 +14,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from sqlmodel import select
 
 from services import notify
-from services.exports import SealedSink, export_folder
+from services.export_store import DatabaseStore, FolderStore
+from services.exports import SealedSink
 from services.lifecycle import transition
 from services.notify import Event, RecordingNotifier
 from services.scheduled import deliverables, digest, dispatch, reminders, retention
@@ -278,22 +279,32 @@ def test_the_digest_is_due_at_its_local_time() -> None:
 # Retention
 
 
-def test_exports_are_deleted_after_retention_and_audited(session_factory, tmp_path) -> None:
+@pytest.fixture(params=["database", "folder"])
+def export_store(request, session_factory, tmp_path):
+    if request.param == "folder":
+        return FolderStore(tmp_path / "exports")
+    return DatabaseStore(session_factory)
+
+
+def test_exports_are_deleted_after_retention_and_audited(session_factory, export_store) -> None:
+    """In the database store (the default, in the same database) and in a folder."""
     kept = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED)
     unrecorded = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS, S.COMPLETED)
     mark_recorded(session_factory, kept)
     purged_at = T0 + timedelta(days=31)
     for request_id in (kept, unrecorded):
-        folder = export_folder(tmp_path, f"DSR-{request_id:06d}")
-        (folder / "zendesk").mkdir(parents=True)
-        (folder / "zendesk" / "user.json").write_text('{"name": "Jane"}')
-    assert retention.purge_exports(session_factory, tmp_path, now=T0 + timedelta(days=29), days=30) == []
-    assert export_folder(tmp_path, "DSR-000001").exists()
-    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == [kept]
-    assert not export_folder(tmp_path, "DSR-000001").exists()
+        with export_store.writer(f"DSR-{request_id:06d}/zendesk/user.json") as out:
+            out.write(b'{"name": "Jane"}')
+    crashed = export_store.writer("DSR-000001/staging/half.sealed")  # a writer that never finished
+    crashed.write(b"x")
+    assert retention.purge_exports(session_factory, export_store, now=T0 + timedelta(days=29),
+                                   days=30) == []
+    assert export_store.exists("DSR-000001/zendesk/user.json")
+    assert retention.purge_exports(session_factory, export_store, now=purged_at, days=30) == [kept]
+    assert list(export_store.list("DSR-000001/")) == [] and export_store.delete("DSR-000001/") == 0
     # Not before its compliance record has taken the manifest's hashes.
-    assert export_folder(tmp_path, "DSR-000002").exists()
-    assert retention.purge_exports(session_factory, tmp_path, now=purged_at, days=30) == []
+    assert export_store.exists("DSR-000002/zendesk/user.json")
+    assert retention.purge_exports(session_factory, export_store, now=purged_at, days=30) == []
     with session_factory() as session:
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "export.purged")).one()
         assert event.details == {"files": 1, "bytes": 16, "retention_days": 30}
@@ -377,19 +388,19 @@ def test_sweeps_read_open_requests_through_their_partial_index(engine, index, co
 # Deliverables
 
 
-def test_a_canceled_access_request_leaves_no_staged_data_and_gets_its_record(session_factory,
-                                                                             tmp_path) -> None:
+def test_a_canceled_access_request_leaves_no_staged_data_and_gets_its_record(session_factory) -> None:
     keys = MultiFernet([Fernet(Fernet.generate_key())])
     request_id = make(session_factory, T0, S.PENDING_APPROVAL, S.APPROVED, S.IN_PROGRESS,
                       type=RequestType.ACCESS)
-    sink = SealedSink(export_folder(tmp_path, f"DSR-{request_id:06d}"), keys)
+    store = DatabaseStore(session_factory)
+    sink = SealedSink(store, f"DSR-{request_id:06d}", keys)
     sink.write("zendesk/users/1.json", {"user": {"id": 1}})
     sink.write("zendesk/tickets/2.json", {"ticket": {"id": 2}})
     move(session_factory, request_id, T0, S.NEEDS_ATTENTION, S.CANCELED)
 
     assert deliverables.unrecorded(session_factory) == [request_id]
-    deliverables.finish(session_factory, request_id, exports=tmp_path, keys=keys, now=T0)
-    assert not sink.root.exists()
+    deliverables.finish(session_factory, request_id, exports=store, keys=keys, now=T0)
+    assert list(store.list("")) == []
     assert deliverables.unrecorded(session_factory) == []
     with session_factory() as session:
         discarded = session.exec(select(AuditEvent).where(AuditEvent.action == "export.discarded")).one()

@@ -1,0 +1,246 @@
+"""The work after each Slack acknowledgement, written down before the ack returns.
+
+bolt runs a listener's `lazy=[...]` functions after its ack, through a `LazyListenerRunner`.
+`Inbox` is ours. Its `start`, which bolt calls before the listener's response is returned (we
+run with process_before_response=True: see slack_bolt/listener/thread_runner.py), INSERTs the
+request into the `inbox` table in one short transaction and rings a doorbell. The process that
+runs the jobs (HTTP mode: the background process; Socket Mode and `jobs serve`: the same process)
+claims rows with a lease (`serve`), dispatches each through bolt as a lazy-only request, and
+deletes it once done. So no process's death loses the work: a row whose claimer died is taken
+over when its lease ends, or at once by the claimer's replacement, which has the same stable id
+(bot.identity) and releases its rows as it starts.
+
+Work runs at least once: a process that dies after the work and before deleting its row has it
+done again. The lazy functions bear that (a decision or an intake is recorded once; a repeated
+search shows the same modal again). A row whose run keeps failing is dropped after MAX_ATTEMPTS
+with a log line naming the function, never the body: it holds what people typed.
+
+Rows are dispatched with mode="socket_mode", which tells bolt not to check the signature again:
+the process that wrote the row did, and a row may wait past the signature's 5-minute window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from slack_bolt import App, BoltRequest
+from slack_bolt.kwargs_injection import build_required_kwargs
+from slack_bolt.lazy_listener import LazyListenerRunner
+from slack_bolt.util.utils import get_arg_names_of_callable
+from sqlmodel import select
+
+from handlers.deps import AFTER_ACK
+from handlers.edge import place
+from storage.db import SessionFactory, transaction
+from storage.models import InboxItem
+from storage.types import utcnow
+
+log = logging.getLogger("dsr_desk.inbox")
+# A claim lasts this long, renewed every RENEW_SECONDS while its work runs: a process that died
+# holding rows loses them after at most this (at once if it is restarted: `recover`).
+LEASE_SECONDS = 60.0
+RENEW_SECONDS = 15.0
+# Rows nobody rang for (written by another replica) or whose lease ended are found this often.
+POLL_SECONDS = 1.0
+MAX_ATTEMPTS = 3
+RETRY_SECONDS = 5.0  # after a failed attempt, times its number
+OUTCOME = "dsr_inbox_outcome"  # `run` leaves None or the exception here, in the request's context
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    function: str
+    body: str
+    headers: str
+    handed: str | None
+    attempts: int
+
+
+class Inbox(LazyListenerRunner):
+    """bolt's lazy listener runner: `start` writes the row (in any process); `serve` runs the rows
+    (in the process that runs the jobs), at most `capacity` at once on `executor`."""
+
+    def __init__(self, sessions: SessionFactory, app: App, executor: Executor, *, owner: str,
+                 capacity: int, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.sessions = sessions
+        self.app = app
+        self.logger = app.logger  # what bolt hands a lazy function as `logger`
+        self.executor = executor
+        self.owner = owner
+        self.capacity = capacity
+        self.lease = timedelta(seconds=lease_seconds)
+        self.ring: Callable[[], None] = self.wake  # HTTP mode's workers ring the background process
+        self._bell = threading.Event()
+        self._stopping = threading.Event()
+        self._running: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # bolt's side, in the process that acks
+
+    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        """Writes the work down: one short transaction, before bolt returns the ack."""
+        handed = request.context.get(AFTER_ACK)
+        item = InboxItem(function=request.lazy_function_name, body=json.dumps(request.body),
+                         headers=json.dumps(request.headers), received_at=utcnow(),
+                         handed=None if handed is None else json.dumps(handed))
+        with transaction(self.sessions) as session:
+            session.add(item)
+        self.ring()
+
+    def run(self, function: Callable[..., None], request: BoltRequest) -> None:
+        """Runs `function` (bolt calls this for a lazy-only request). Unlike bolt's runner, it
+        logs no exception message (it may quote personal data), and tells `run_item` the outcome."""
+        try:
+            function(**build_required_kwargs(
+                logger=self.logger, required_arg_names=get_arg_names_of_callable(function),
+                request=request, response=None, this_func=function))
+        except Exception as exc:  # noqa: BLE001 - retried or dropped by run_item
+            log.error("work after an ack (%s) failed with %s at %s", request.lazy_function_name,
+                      type(exc).__name__, place(exc))
+            request.context[OUTCOME] = exc
+        else:
+            request.context[OUTCOME] = None
+
+    # The runner's side, in the process that runs the jobs
+
+    def serve(self) -> None:
+        """Runs the inbox from now until `stop`, starting with the rows this worker id held in
+        an earlier life."""
+        if recovered := self.recover():
+            log.warning("resumed %d piece(s) of work after acks left by a crash of this worker",
+                        recovered)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, name="dsr-inbox", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._bell.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Claims no more (what runs finishes on the executor)."""
+        self._stopping.set()
+        self._bell.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def recover(self) -> int:
+        """Releases the rows this worker id still holds: its earlier life died holding them."""
+        with transaction(self.sessions) as session:
+            return session.execute(
+                sa.update(InboxItem).where(InboxItem.claimed_by == self.owner)
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)).rowcount
+
+    def claim(self, limit: int) -> list[Claimed]:
+        """Takes up to `limit` rows nobody holds (or whose lease ended). A row claimed more than
+        MAX_ATTEMPTS times (its process died during each) is dropped instead."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        free = sa.or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now)
+        claimed: list[Claimed] = []
+        with transaction(self.sessions) as session:
+            query = select(InboxItem.id).where(free).order_by(InboxItem.id).limit(limit)
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for item_id in session.exec(query).all():
+                taken = session.execute(
+                    sa.update(InboxItem).where(InboxItem.id == item_id, free)
+                    .values(claimed_by=self.owner, claimed_until=now + self.lease,
+                            attempts=InboxItem.attempts + 1)
+                    .execution_options(synchronize_session=False))
+                if taken.rowcount != 1:
+                    continue
+                item = session.get(InboxItem, item_id, populate_existing=True)
+                if item.attempts > MAX_ATTEMPTS:
+                    _drop(session, item, f"its process stopped during each of {MAX_ATTEMPTS} attempts")
+                    continue
+                claimed.append(Claimed(item.id, item.function, item.body, item.headers,
+                                       item.handed, item.attempts))
+        return claimed
+
+    def run_item(self, item: Claimed) -> bool:
+        """Dispatches a claimed row through bolt; deletes it once done (or dropped), else leaves
+        it for a retry. Returns whether it was done."""
+        headers = json.loads(item.headers) | {"x-slack-bolt-lazy-only": ["1"],
+                                              "x-slack-bolt-lazy-function-name": [item.function]}
+        handed = {AFTER_ACK: json.loads(item.handed)} if item.handed is not None else None
+        request = BoltRequest(body=json.loads(item.body), headers=headers, context=handed,
+                              mode="socket_mode")
+        response = self.app.dispatch(request)
+        failure: Any = request.context.get(OUTCOME, f"not run (HTTP {response.status})")
+        with transaction(self.sessions) as session:
+            mine = session.get(InboxItem, item.id, populate_existing=True)
+            if mine is None or mine.claimed_by != self.owner:
+                return failure is None  # another runner took it over: it settles it
+            if failure is None:
+                session.delete(mine)
+                return True
+            reason = failure if isinstance(failure, str) else type(failure).__name__
+            if item.attempts >= MAX_ATTEMPTS:
+                _drop(session, mine, reason)
+            else:
+                log.warning("inbox item %d (%s): attempt %d of %d failed (%s); retried later",
+                            item.id, item.function, item.attempts, MAX_ATTEMPTS, reason)
+                mine.claimed_until = utcnow() + timedelta(seconds=RETRY_SECONDS * item.attempts)
+        return False
+
+    def _serve(self) -> None:
+        renewed = time.monotonic()
+        while not self._stopping.is_set():
+            self._bell.clear()  # before claiming: a ring during the claim is not lost
+            try:
+                with self._lock:
+                    free = self.capacity - len(self._running)
+                for item in self.claim(free):
+                    with self._lock:
+                        self._running.add(item.id)
+                    self.executor.submit(self._run_and_free, item)
+                if time.monotonic() - renewed >= RENEW_SECONDS:
+                    self._renew()
+                    renewed = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the database may be back at the next tick
+                log.warning("the inbox could not be read: %s", type(exc).__name__)
+            self._bell.wait(POLL_SECONDS)
+
+    def _run_and_free(self, item: Claimed) -> None:
+        try:
+            self.run_item(item)
+        except Exception as exc:  # noqa: BLE001 - its lease ends and it is run again
+            log.error("inbox item %d (%s) could not be settled: %s", item.id, item.function,
+                      type(exc).__name__)
+        finally:
+            with self._lock:
+                self._running.discard(item.id)
+            self._bell.set()  # a slot is free
+
+    def _renew(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        if running:
+            with transaction(self.sessions) as session:
+                session.execute(
+                    sa.update(InboxItem)
+                    .where(InboxItem.id.in_(running), InboxItem.claimed_by == self.owner)
+                    .values(claimed_until=utcnow() + self.lease)
+                    .execution_options(synchronize_session=False))
+
+
+def _drop(session: Any, item: InboxItem, reason: str) -> None:
+    # An audit-friendly line: which work, when it came, why it is given up; never its body.
+    log.error("inbox item %d (%s, received %s) dropped after %d attempt(s): %s", item.id,
+              item.function, item.received_at.isoformat(timespec="seconds"),
+              min(item.attempts, MAX_ATTEMPTS), reason)
+    session.delete(item)
