@@ -62,6 +62,7 @@ from storage.models import (
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "dsr-desk"
+CRASHED = "crashed"  # the outcome `recover` gives the attempts a dead worker left open
 
 # (system, simulation) -> the connector to use
 ConnectorProvider = Callable[[str, bool], Connector]
@@ -262,7 +263,7 @@ class Worker:
             session.execute(
                 sa.update(StepAttempt)
                 .where(StepAttempt.worker == self.id, StepAttempt.finished_at.is_(None))
-                .values(finished_at=now, outcome="crashed",
+                .values(finished_at=now, outcome=CRASHED,
                         note="the worker stopped before the step finished")
                 .execution_options(synchronize_session=False)
             )
@@ -466,9 +467,12 @@ class Worker:
         return True
 
     def _last_note(self, session: Session, step_id: int) -> str | None:
+        # An attempt its worker died in (closed by `recover`) recorded no outcome: compare with
+        # the note of the last attempt that did, which was posted; else a restart posts it again.
         return session.exec(
             select(StepAttempt.note).where(StepAttempt.step_id == step_id,
-                                           StepAttempt.finished_at.is_not(None))
+                                           StepAttempt.finished_at.is_not(None),
+                                           StepAttempt.outcome != CRASHED)
             .order_by(StepAttempt.id.desc())
         ).first()
 

@@ -259,3 +259,21 @@ def test_a_restarted_worker_resumes_its_own_steps_at_once(session_factory, world
                                 .order_by(StepAttempt.id)).all()
     assert outcomes == ["crashed", "done"]
     assert status_of(session_factory, request_id) == RequestStatus.COMPLETED
+
+
+def test_a_restart_mid_wait_does_not_post_the_same_progress_again(session_factory, world) -> None:
+    """The worker dies while polling a vendor job and its replacement (same id) finds the job
+    still running: the thread already says so, and is not told again."""
+    clock, connectors, notifier, worker = world
+    connectors["beta"].script["export"] = [Waiting({"job": "j1"}, 30, "job queued"),
+                                           Waiting({"job": "j1"}, 30, "job queued")]
+    request_id = approve(session_factory, clock, connectors, systems=("beta",))
+    assert worker("replica-1").run_once() == 1  # waiting, and said so
+    clock.advance(seconds=31)
+    assert worker("replica-1").claim()  # taken again; the worker dies holding it
+    assert worker("replica-1").recover() == 1  # its replacement
+    for _ in range(3):  # waiting again, then done
+        worker("replica-1").run_once()
+        clock.advance(seconds=31)
+    assert status_of(session_factory, request_id) == RequestStatus.COMPLETED
+    assert [e.text for e in notifier.events if e.kind == "step.waiting"] == ["beta.export: job queued"]
