@@ -275,6 +275,7 @@ class RequestService:
     def cancel(self, ref: str | int, *, actor: str, reason: str) -> DsrRequest:
         now = self.clock.now()
         with transaction(self.sessions) as session:
+            self.policy.require(self.policy.is_requester(actor), "cancel requests")  # role first
             request = self._get(session, ref, lock=True)
             allowed = actor == request.requester_slack_id or self.policy.is_manager(actor) \
                 or self.policy.is_approver(actor)
@@ -286,9 +287,9 @@ class RequestService:
 
     def extend(self, ref: str | int, *, actor: str, reason: str) -> date:
         with transaction(self.sessions) as session:
-            request = self._get(session, ref, lock=True)
             self.policy.require(self.policy.is_approver(actor) or self.policy.is_manager(actor),
                                 "extend deadlines")
+            request = self._get(session, ref, lock=True)
             jurisdiction = get_jurisdiction(session=session, code=request.jurisdiction_code)
             return deadlines.extend(session, request, jurisdiction, reason=reason, actor=actor,
                                     at=self.clock.now(), zone=self.zone)
@@ -297,9 +298,9 @@ class RequestService:
         """Record that the subject was told we received the request (CCPA: within 10 business
         days); it ends the acknowledgement reminders."""
         with transaction(self.sessions) as session:
-            request = self._get(session, ref, lock=True)
             self.policy.require(self.policy.is_requester(actor) or self.policy.is_approver(actor),
                                 "record acknowledgements")
+            request = self._get(session, ref, lock=True)
             if request.acknowledged_at is not None:
                 raise InvalidRequest(f"{request.reference} was acknowledged on "
                                      f"{request.acknowledged_at:%Y-%m-%d %H:%M} UTC already.")
@@ -313,6 +314,7 @@ class RequestService:
 
     def retry(self, ref: str | int, *, actor: str) -> int:
         with transaction(self.sessions) as session:
+            self.policy.require(self.policy.is_requester(actor), "retry requests")  # role first
             request = self._get(session, ref, lock=True)
             allowed = actor == request.requester_slack_id or self.policy.is_approver(actor) \
                 or self.policy.is_manager(actor)

@@ -103,6 +103,14 @@ def test_someone_who_may_not_decide_learns_nothing_of_the_request(service) -> No
         assert "rejected" not in str(refused.value) and "U_APPROVER2" not in str(refused.value)
     with pytest.raises(PermissionDenied):  # nor whether a reference exists
         service.decide("DSR-999999", approver="U_STRANGER", approve=True)
+    for act in (lambda r: service.cancel(r, actor="U_STRANGER", reason="x"),
+                lambda r: service.extend(r, actor="U_STRANGER", reason="x"),
+                lambda r: service.acknowledge(r, actor="U_STRANGER"),
+                lambda r: service.retry(r, actor="U_STRANGER")):
+        for reference in (ref, "DSR-999999"):  # the same answer, whether it exists or not
+            with pytest.raises(PermissionDenied) as refused:
+                act(reference)
+            assert reference not in str(refused.value)
 
 
 def test_erasure_needs_two_distinct_approvers(service, session_factory) -> None:
