@@ -4,12 +4,14 @@ vendor stand-ins of simulation mode), and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,6 +135,36 @@ def test_run_http_answers_signed_requests_from_its_worker_processes(database_url
         # A reload (SIGHUP) replaces every process, the background one included, by one of each.
         running.process.send_signal(signal.SIGHUP)
         running.settled(replacing=frozenset(http_workers | {background}))
+    assert "Traceback" not in running.log.read_text()
+
+
+def inbox_empty(database_url: str) -> bool:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return session.exec(select(InboxItem)).first() is None
+    finally:
+        engine.dispose()
+
+
+def test_the_home_tab_appears_in_http_mode_and_a_redelivery_is_not_run_again(
+        database_url, tmp_path) -> None:
+    """A worker acks `app_home_opened` (recording its event id), the background process
+    publishes the Home from the inbox; Slack's redelivery of the same event publishes nothing."""
+    with run_http(database_url, tmp_path) as running:
+        running.settled()
+        slack, driver = running.conversation.slack, running.conversation.driver
+        body = json.dumps({"type": "event_callback", "team_id": "T0STANDIN",
+                           "event": {"type": "app_home_opened", "user": "U_APP", "tab": "home"},
+                           "event_id": "Ev0HOMEHTTP", "event_time": int(time.time())})
+        assert driver.send(body, content_type="application/json").status_code == 200
+        wait_for(lambda: slack.home("U_APP"), timeout=30, what="the Home tab")
+        assert driver.send(body, content_type="application/json").status_code == 200
+        # Work after an ack is in the inbox before the ack returns: once the inbox is empty, a
+        # second publish would have happened.
+        wait_for(lambda: inbox_empty(database_url), what="the inbox to empty")
+        assert len([c for c in slack.calls_to("views.publish")
+                    if c.args.get("user_id") == "U_APP"]) == 1
     assert "Traceback" not in running.log.read_text()
 
 
