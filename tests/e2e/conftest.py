@@ -40,7 +40,7 @@ class World(Conversation):
         return sorted(u["email"] for u in users if u["role"] == "end-user")
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
