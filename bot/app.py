@@ -31,6 +31,7 @@ from services.connectors.budget import SharedBudget
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
 from services.exports import SealedSink
+from services.lookup import IdentifierLookup, backfill_lookups
 from services.notify import LoggingNotifier
 from services.policy import Policy
 from services.requests import RequestService
@@ -135,7 +136,9 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     roles = {role: settings.role_ids(role) for role in ("requesters", "approvers", "managers")}
     policy = Policy(**roles, erasure_approvals=settings.erasure_approvals,
                     directory=SlackDirectory(client, set().union(*roles.values())))
-    service = RequestService(sessions, registry, policy, clock, settings.zone)
+    lookup = IdentifierLookup(settings.identifier_lookup_key)
+    backfill_lookups(sessions, lookup)
+    service = RequestService(sessions, registry, policy, clock, settings.zone, lookup=lookup)
 
     def jurisdictions() -> list:
         with sessions() as session:

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from bot.deliveries import Deliveries
 from handlers.deps import Deps
-from handlers.modals import post_in_thread, refresh_request_message
+from handlers.messages import post_in_thread, refresh_request_message
 from handlers.views.common import as_dicts, escape, section
 from handlers.views.request import retry_actions
 from handlers.views.review import review_button

@@ -12,6 +12,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -119,6 +121,12 @@ class Settings(BaseSettings):
         default=None, validation_alias="DSR_EXPORT_KEY",
         description="Fernet key(s) that encrypt exported data at rest, comma-separated: the first "
         "encrypts, all decrypt (rotation). Never stored by DSR Desk: keep it in your secret store.",
+    )
+    lookup_key: SecretStr | None = Field(
+        default=None, validation_alias="DSR_LOOKUP_KEY",
+        description="Secret that keys the hashes requests are found by (a subject's email or "
+        "phone, services.lookup). Empty: derived from the last key of DSR_EXPORT_KEY, so set it "
+        "before that key is ever retired, or requests filed earlier are no longer found.",
     )
     export_store: Literal["database", "folder"] = Field(
         default="database", validation_alias="DSR_EXPORT_STORE",
@@ -245,6 +253,15 @@ class Settings(BaseSettings):
             raise ConfigurationError("DSR_EXPORT_KEY is not set: exported data is encrypted at rest "
                                      "with it. " + KEY_HINT)
         return export_keys(self.export_key.get_secret_value())
+
+    @property
+    def identifier_lookup_key(self) -> bytes:
+        if self.lookup_key is not None:
+            return self.lookup_key.get_secret_value().encode()
+        self.export_keys  # noqa: B018 - a ConfigurationError if it is missing
+        oldest = [k.strip() for k in self.export_key.get_secret_value().split(",") if k.strip()][-1]
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"dsr-desk identifier lookup").derive(oldest.encode())
 
     @property
     def digest_zone(self) -> ZoneInfo:

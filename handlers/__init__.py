@@ -1,14 +1,24 @@
-"""Slack listeners: parse a payload, call one service, render Block Kit."""
+"""Slack listeners: parse a payload, call one service, render Block Kit.
+
+Each listener is a plain module-level function; its dependencies reach it in bolt's `context`
+(handlers.deps.deps_of), set by the first middleware here."""
 
 from __future__ import annotations
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from collections.abc import Callable
 
-from handlers import actions, commands, home, modals, review
-from handlers.deps import Deps
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+
+from handlers import actions, commands, home, intake, lists, matches, review
+from handlers.deps import DEPS, Deps
 
 
 def register_handlers(app: App, deps: Deps) -> None:
+    @app.middleware
+    def with_deps(context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002
+        context[DEPS] = deps
+        return next()
+
     @app.middleware
     def once_per_event(request: BoltRequest, body: dict, next) -> BoltResponse | None:  # noqa: ANN001, A002
         """Slack redelivers events it thinks were missed: each event id is handled once. (The
@@ -18,8 +28,5 @@ def register_handlers(app: App, deps: Deps) -> None:
             return BoltResponse(status=200, body="")
         return next()
 
-    commands.register(app, deps)
-    modals.register(app, deps)
-    actions.register(app, deps)
-    home.register(app, deps)
-    review.register(app, deps)
+    for module in (commands, intake, matches, actions, lists, home, review):
+        module.register(app)

@@ -43,8 +43,22 @@ class Deps:
     wake_worker: Callable[[], None]
     deliverables: Deliverables
 
+    def __deepcopy__(self, memo: dict) -> Deps:
+        """Shared, never copied: bolt deep-copies a request's context for its lazy listeners,
+        and these are the process's services, not the request's data."""
+        return self
+
     def required_approvals(self, request_type: str) -> int:
         return self.service.policy.required_approvals(RequestType(request_type))
+
+
+# The listeners are plain functions: bolt hands each its `context`, where this middleware-set
+# key holds the Deps (handlers.register_handlers), so a test calls one with a context of its own.
+DEPS = "dsr_deps"
+
+
+def deps_of(context: BoltContext | dict[str, Any]) -> Deps:
+    return context[DEPS]
 
 
 # An ack hands the work after it (a lazy listener) what only the ack knows, such as the

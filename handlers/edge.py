@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from slack_bolt import BoltResponse
 
+from handlers.ids import Action
+from handlers.views.intake import max_length
 from handlers.views.request import done_modal
 from services.errors import DsrError, InvalidRequest
 
@@ -63,6 +65,28 @@ def parse_day(value: str, what: str) -> date:
     if not EARLIEST_DAY <= day <= LATEST_DAY:
         raise InvalidRequest(f"{what}: give a date from {EARLIEST_DAY} to {LATEST_DAY}.")
     return day
+
+
+def field_value(values: dict[str, Any], block: str) -> Any:
+    """A field as submitted: the text typed (NUL removed; FieldError beyond the field's limit),
+    the options ticked, the option chosen or the date picked. A missing or malformed field
+    reads as empty."""
+    element = mapping(mapping(mapping(values).get(block)).get(Action.INPUT))
+    if "selected_options" in element:
+        chosen = element["selected_options"]
+        return [text(mapping(o).get("value")) for o in chosen] if isinstance(chosen, list) else []
+    if "selected_option" in element:
+        return text(mapping(element["selected_option"]).get("value"))
+    if "selected_date" in element:
+        return text(element["selected_date"])
+    typed = text(element.get("value"))
+    if problem := too_long(typed, max_length(block)):
+        raise FieldError(block, problem)
+    return typed
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def database_unavailable(error: BaseException) -> bool:

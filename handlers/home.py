@@ -1,37 +1,41 @@
-"""The App Home tab, published when a user opens it."""
+"""The App Home tab, published when a user opens it: each group with its count, its first rows
+and "N more" opening the whole list (handlers.lists)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
-from handlers.deps import Deps, acknowledge
+from handlers.deps import Deps, acknowledge, deps_of
+from handlers.lists import parse_filters
 from handlers.views.home import home_view
+from handlers.views.lists import HOME_ROWS, home_group
+
+# Each group is a list `/dsr list` can show: these words name it.
+GROUPS = (("Awaiting your approval", "awaiting"), ("Your open requests", "open mine"),
+          ("Due within 7 days", "due-soon"), ("Overdue", "overdue"))
 
 
 def publish_home(deps: Deps, client: WebClient, user: str) -> None:
     service = deps.service
     today = service.today()
-    has_role = service.policy.is_requester(user)
-    if has_role:
-        view = home_view(
-            mine=service.open_requests(requester=user),
-            awaiting=service.awaiting(user),
-            due_soon=service.open_requests(due_from=today, due_before=today + timedelta(days=8)),
-            overdue=service.open_requests(due_before=today), today=today, has_role=True)
-    else:
-        view = home_view(mine=[], awaiting=[], due_soon=[], overdue=[], today=today,
-                         has_role=False)
-    client.views_publish(user_id=user, view=view.to_dict())
+    groups = None
+    if service.policy.is_requester(user):
+        groups = [block for title, words in GROUPS for block in home_group(
+            title, service.page(parse_filters(words, user, deps), viewer=user, limit=HOME_ROWS),
+            today, words)]
+    client.views_publish(user_id=user, view=home_view(groups, today).to_dict())
 
 
-def register(app: App, deps: Deps) -> None:
-    def home_opened(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") == "home":
-            publish_home(deps, client, event["user"])
+def home_opened(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    if event.get("tab", "home") == "home":
+        publish_home(deps_of(context), client, event["user"])
 
+
+def register(app: App) -> None:
     # Slack wants the event acknowledged at once; the tab is built and published after that.
     app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])
+
+

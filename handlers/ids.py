@@ -47,3 +47,8 @@ class Action(StrEnum):
     PLAN_GROUP = "plan_group"  # one action for every line of a group
     PLAN_PAGE = "plan_page"  # Next / Previous
     REVIEW_AGAIN = "review_again"  # an erasure that needs attention goes back to review
+    LIST_PAGE = "list_page"  # Previous / Next of a list of requests
+    LIST_OPEN = "list_open"  # a Home group's "N more": the whole list in a modal
+    LIST_CSV = "list_csv"  # the list as a CSV file, by DM
+    MATCH_PAGE = "match_page"  # Previous / Next of a system's matches
+    MATCH_FILTER = "match_filter"  # the filter above a system's matches

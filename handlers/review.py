@@ -9,10 +9,10 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import AFTER_ACK, Deps, acknowledge, hand_over, replies_errors
+from handlers.deps import AFTER_ACK, Deps, acknowledge, deps_of, hand_over, replies_errors
 from handlers.edge import text
 from handlers.ids import Action, Callback
-from handlers.modals import post_in_thread, refresh_request_message
+from handlers.messages import post_in_thread, refresh_request_message
 from handlers.views.request import done_modal
 from handlers.views.review import PAGE_SIZE, review_modal, summary_text
 from services.errors import DsrError, InvalidRequest
@@ -56,82 +56,95 @@ def _announce_plan(deps: Deps, client: WebClient, reference: str, user: str) -> 
                    f"approval:\n{summary_text(summary)}")
 
 
-def register(app: App, deps: Deps) -> None:
-    service = deps.service
+@replies_errors
+def open_review(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                respond: Respond, context: BoltContext) -> None:
+    deps = deps_of(context)
+    user, reference = body["user"]["id"], action["value"]
+    _, summary, discovery = deps.service.plan_summary(reference)
+    done, total, failed = discovery
+    if failed or done < total:
+        respond(text=f"{reference}: {summary_text(summary, discovery)}",
+                response_type="ephemeral", replace_original=False)
+        return
+    client.views_open(trigger_id=body["trigger_id"], view=_modal(deps, reference, user, 0))
 
-    @replies_errors
-    def open_review(body: dict[str, Any], action: dict[str, Any], client: WebClient,
-                    respond: Respond) -> None:
-        user, reference = body["user"]["id"], action["value"]
-        _, summary, discovery = service.plan_summary(reference)
-        done, total, failed = discovery
-        if failed or done < total:
-            respond(text=f"{reference}: {summary_text(summary, discovery)}",
-                    response_type="ephemeral", replace_original=False)
-            return
-        client.views_open(trigger_id=body["trigger_id"], view=_modal(deps, reference, user, 0))
 
-    def _rerender(body: dict[str, Any], client: WebClient, change) -> None:  # noqa: ANN001
-        """Apply `change`, then show the page again (with the refusal, if there was one)."""
-        user = body["user"]["id"]
-        reference, offset = _where(body)
-        problem = None
-        try:
-            change(reference, user, offset)
-        except DsrError as exc:
-            problem = str(exc)
-        client.views_update(view_id=body["view"]["id"],
-                            view=_modal(deps, reference, user, offset, problem))
-        if problem is None:
-            refresh_request_message(deps, client, reference)
-
-    @replies_errors
-    def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        item_id = _number(action["block_id"].removeprefix("line:"))
-        chosen = _chosen(action)
-        _rerender(body, client, lambda ref, user, _: service.set_plan_action(
-            ref, item_id, chosen, actor=user))
-
-    @replies_errors
-    def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        group, _, chosen = _chosen(action).partition("|")
-        _rerender(body, client, lambda ref, user, _: service.set_plan_group(
-            ref, group, chosen, actor=user))
-
-    @replies_errors
-    def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        user = body["user"]["id"]
-        reference, _ = _where(body)
-        client.views_update(view_id=body["view"]["id"],
-                            view=_modal(deps, reference, user, _number(action["value"])))
-
-    def submit_plan(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
-        user = body["user"]["id"]
-        reference, offset = _where(body)
-        try:
-            request = service.submit_plan(reference, actor=user)
-        except DsrError as exc:
-            ack(response_action="update", view=_modal(deps, reference, user, offset, str(exc)))
-            return
-        ack(response_action="update", view=done_modal(
-            f":white_check_mark: {reference}: the plan is sent for approval.").to_dict())
-        hand_over(context, reference=request.reference)
-
-    def announce_plan(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-        """After the ack, from the inbox (bot.inbox): the plan in the request's thread."""
-        if handed := context.get(AFTER_ACK):
-            _announce_plan(deps, client, handed["reference"], body["user"]["id"])
-
-    @replies_errors
-    def review_again(body: dict[str, Any], action: dict[str, Any], client: WebClient,
-                     respond: Respond) -> None:
-        user, reference = body["user"]["id"], action["value"]
-        request = service.review_again(reference, actor=user)
+def _rerender(deps: Deps, body: dict[str, Any], client: WebClient, change) -> None:  # noqa: ANN001
+    """Apply `change`, then show the page again (with the refusal, if there was one)."""
+    user = body["user"]["id"]
+    reference, offset = _where(body)
+    problem = None
+    try:
+        change(reference, user)
+    except DsrError as exc:
+        problem = str(exc)
+    client.views_update(view_id=body["view"]["id"],
+                        view=_modal(deps, reference, user, offset, problem))
+    if problem is None:
         refresh_request_message(deps, client, reference)
-        post_in_thread(client, request, f":mag_right: <@{user}> is reviewing the plan again: "
-                       "what was done stays done; the search runs again for what is new.")
-        deps.wake_worker()
 
+
+@replies_errors
+def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                context: BoltContext) -> None:
+    deps = deps_of(context)
+    item_id = _number(action["block_id"].removeprefix("line:"))
+    chosen = _chosen(action)
+    _rerender(deps, body, client, lambda ref, user: deps.service.set_plan_action(
+        ref, item_id, chosen, actor=user))
+
+
+@replies_errors
+def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                 context: BoltContext) -> None:
+    deps = deps_of(context)
+    group, _, chosen = _chosen(action).partition("|")
+    _rerender(deps, body, client, lambda ref, user: deps.service.set_plan_group(
+        ref, group, chosen, actor=user))
+
+
+@replies_errors
+def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+              context: BoltContext) -> None:
+    reference, _ = _where(body)
+    client.views_update(view_id=body["view"]["id"], view=_modal(
+        deps_of(context), reference, body["user"]["id"], _number(action["value"])))
+
+
+def submit_plan(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    deps = deps_of(context)
+    user = body["user"]["id"]
+    reference, offset = _where(body)
+    try:
+        request = deps.service.submit_plan(reference, actor=user)
+    except DsrError as exc:
+        ack(response_action="update", view=_modal(deps, reference, user, offset, str(exc)))
+        return
+    ack(response_action="update", view=done_modal(
+        f":white_check_mark: {reference}: the plan is sent for approval.").to_dict())
+    hand_over(context, reference=request.reference)
+
+
+def announce_plan(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """After the ack, from the inbox (bot.inbox): the plan in the request's thread."""
+    if handed := context.get(AFTER_ACK):
+        _announce_plan(deps_of(context), client, handed["reference"], body["user"]["id"])
+
+
+@replies_errors
+def review_again(body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                 respond: Respond, context: BoltContext) -> None:
+    deps = deps_of(context)
+    user, reference = body["user"]["id"], action["value"]
+    request = deps.service.review_again(reference, actor=user)
+    refresh_request_message(deps, client, reference)
+    post_in_thread(client, request, f":mag_right: <@{user}> is reviewing the plan again: "
+                   "what was done stays done; the search runs again for what is new.")
+    deps.wake_worker()
+
+
+def register(app: App) -> None:
     app.view(Callback.REVIEW_PLAN)(ack=submit_plan, lazy=[announce_plan])
     app.action(Action.REVIEW_PLAN)(ack=acknowledge, lazy=[open_review])
     app.action(Action.REVIEW_AGAIN)(ack=acknowledge, lazy=[review_again])

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from services import audit, deadlines
 from services.connectors.base import SubjectMatch
 from services.errors import InvalidRequest, UnknownJurisdiction
+from services.lookup import IdentifierLookup
 from services.subjects import Identifier
 from storage.models import (
     DsrRequest,
@@ -44,8 +45,11 @@ class NewRequest:
 
 
 def create_request(
-    session: Session, new: NewRequest, *, at: datetime, zone: ZoneInfo
+    session: Session, new: NewRequest, *, at: datetime, zone: ZoneInfo,
+    lookup: IdentifierLookup | None = None,
 ) -> DsrRequest:
+    """The request recorded; `lookup` hashes the subject's identifiers so it can be found by them
+    (services.lookup)."""
     if not new.identifiers:
         raise InvalidRequest("Give at least one identifier of the subject (name, email, phone, id).")
     if not new.systems:
@@ -89,6 +93,8 @@ def create_request(
                 purpose=purpose,
                 value=identifier.value,
                 system=identifier.system,
+                lookup=lookup.digest(identifier)
+                if lookup and purpose is IdentifierPurpose.IDENTIFIES else None,
             )
         )
     for system in dict.fromkeys(new.systems):

@@ -7,7 +7,7 @@ they have acknowledged Slack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from services.errors import (
 )
 from services.intake import NewRequest, confirm_records, create_request
 from services.lifecycle import transition
+from services.lookup import IdentifierLookup
 from services.policy import Policy
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
@@ -66,12 +67,24 @@ class RequestDetail:
 
 @dataclass(frozen=True)
 class RequestFilter:
+    """Which requests a list shows. Every field narrows it; none set: every request."""
+
     statuses: Sequence[RequestStatus] = ()
     types: Sequence[RequestType] = ()
     received_from: date | None = None
     received_to: date | None = None
     requester: str | None = None
-    limit: int = 20
+    due_from: date | None = None  # open requests due on or after
+    due_before: date | None = None  # open requests due before
+    awaiting: str | None = None  # requests this approver may still decide
+    subject: Sequence[str] = ()  # lookup hashes of a subject's identifier (services.lookup)
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    requests: list[DsrRequest]
+    total: int  # how many match, of which these are from `offset` on
+    offset: int
 
 
 def find_request(session: Session, ref: str | int) -> DsrRequest:
@@ -84,8 +97,10 @@ def find_request(session: Session, ref: str | int) -> DsrRequest:
 
 class RequestService:
     def __init__(self, sessions: SessionFactory, connectors: engine.ConnectorProvider,
-                 policy: Policy, clock: Clock, zone: ZoneInfo) -> None:
+                 policy: Policy, clock: Clock, zone: ZoneInfo,
+                 lookup: IdentifierLookup | None = None) -> None:
         self.sessions = sessions
+        self.lookup = lookup  # None: requests are not findable by their subject
         self.connectors = connectors
         self.policy = policy
         self.clock = clock
@@ -106,7 +121,8 @@ class RequestService:
                         DsrRequest.intake_key == new.intake_key)).first()
                     if earlier is not None:
                         raise AlreadyFiled(earlier.reference)
-                return create_request(session, new, at=self.clock.now(), zone=self.zone)
+                return create_request(session, new, at=self.clock.now(), zone=self.zone,
+                                      lookup=self.lookup)
         except sa.exc.IntegrityError:  # the same submission, on another replica, just now
             with self.sessions() as session:
                 earlier = session.exec(select(DsrRequest).where(
@@ -358,8 +374,32 @@ class RequestService:
                     ExecutionStep.request_id == request.id).order_by(ExecutionStep.position))),
             )
 
-    def list(self, filters: RequestFilter, *, viewer: str) -> list[DsrRequest]:
+    def page(self, filters: RequestFilter, *, viewer: str, offset: int = 0,
+             limit: int = 20) -> RequestPage:
+        """Requests matching `filters`, soonest deadline first for open-only lists and newest
+        first otherwise, from `offset` on, with the total."""
         self.policy.require(self.policy.is_requester(viewer), "see requests")
+        query = self._filtered(filters)
+        with self.sessions() as session:
+            total = session.exec(sa.select(sa.func.count()).select_from(
+                query.with_only_columns(DsrRequest.id).subquery())).one()[0]
+            rows = list(session.exec(_ordered(query, filters).offset(offset).limit(limit)))
+        return RequestPage(rows, total, offset)
+
+    def each(self, filters: RequestFilter, *, viewer: str) -> Iterator[DsrRequest]:
+        """Every request matching `filters`, newest first, read in batches (a CSV of them)."""
+        self.policy.require(self.policy.is_requester(viewer), "see requests")
+        with self.sessions() as session:
+            yield from session.exec(_ordered(self._filtered(filters), filters)
+                                    .execution_options(yield_per=500))
+
+    def subject_lookups(self, typed: str) -> list[str]:
+        """The hashes a typed email, phone or name is found by (RequestFilter.subject)."""
+        if self.lookup is None:
+            raise InvalidRequest("Finding requests by their subject is not set up here.")
+        return self.lookup.digests_of(typed)
+
+    def _filtered(self, filters: RequestFilter):  # noqa: ANN202 - a select of DsrRequest
         query = select(DsrRequest)
         if filters.statuses:
             query = query.where(DsrRequest.status.in_(filters.statuses))
@@ -372,35 +412,24 @@ class RequestService:
         if filters.received_to:
             query = query.where(DsrRequest.received_at < _start_of(
                 date.fromordinal(filters.received_to.toordinal() + 1), self.zone))
-        query = query.order_by(DsrRequest.id.desc()).limit(filters.limit)
-        with self.sessions() as session:
-            return list(session.exec(query))
-
-    def awaiting(self, approver: str) -> list[DsrRequest]:
-        """Requests the approver may still decide."""
-        if not self.policy.is_approver(approver):
-            return []
-        decided = select(Approval.request_id).where(Approval.approver_slack_id == approver)
-        with self.sessions() as session:
-            return list(session.exec(
-                select(DsrRequest).where(
-                    DsrRequest.status == RequestStatus.PENDING_APPROVAL,
-                    DsrRequest.requester_slack_id != approver,
-                    DsrRequest.id.not_in(decided),
-                ).order_by(DsrRequest.due_on).limit(20)))
-
-    def open_requests(self, *, requester: str | None = None, due_from: date | None = None,
-                      due_before: date | None = None, limit: int = 20) -> list[DsrRequest]:
-        """Requests not yet finished, soonest deadline first; optionally due in [from, before)."""
-        query = select(DsrRequest).where(IS_OPEN)
-        if requester:
-            query = query.where(DsrRequest.requester_slack_id == requester)
-        if due_from:
-            query = query.where(due_from <= EFFECTIVE_DUE)
-        if due_before:
-            query = query.where(due_before > EFFECTIVE_DUE)
-        with self.sessions() as session:
-            return list(session.exec(query.order_by(EFFECTIVE_DUE).limit(limit)))
+        if filters.due_from or filters.due_before:
+            query = query.where(IS_OPEN)
+        if filters.due_from:
+            query = query.where(filters.due_from <= EFFECTIVE_DUE)
+        if filters.due_before:
+            query = query.where(filters.due_before > EFFECTIVE_DUE)
+        if filters.awaiting:
+            if not self.policy.is_approver(filters.awaiting):
+                return query.where(sa.false())
+            decided = select(Approval.request_id).where(
+                Approval.approver_slack_id == filters.awaiting)
+            query = query.where(DsrRequest.status == RequestStatus.PENDING_APPROVAL,
+                                DsrRequest.requester_slack_id != filters.awaiting,
+                                DsrRequest.id.not_in(decided))
+        if filters.subject:
+            query = query.where(DsrRequest.id.in_(select(SubjectIdentifier.request_id).where(
+                SubjectIdentifier.lookup.in_(filters.subject))))
+        return query
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.zone).date()
@@ -436,6 +465,13 @@ def _plan_action(value: str) -> PlanAction:
         return PlanAction(value)
     except ValueError:
         raise InvalidRequest(f"{value[:40]!r} is not an action of a plan.") from None
+
+
+def _ordered(query, filters: RequestFilter):  # noqa: ANN001, ANN202 - a select of DsrRequest
+    """Lists of open requests by deadline (the next one first); the others newest first."""
+    if filters.due_from or filters.due_before or filters.awaiting:
+        return query.order_by(EFFECTIVE_DUE, DsrRequest.id)
+    return query.order_by(DsrRequest.id.desc())
 
 
 def _start_of(day: date, zone: ZoneInfo) -> datetime:

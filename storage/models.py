@@ -200,6 +200,9 @@ class SubjectIdentifier(SQLModel, table=True):
     purpose: IdentifierPurpose = Field(sa_type=enum_column(IdentifierPurpose))
     value: str = Field(max_length=1000)
     system: str | None = Field(default=None, max_length=32)
+    # HMAC of the normalised value (services.lookup): finds the request by its subject, also
+    # once retention has masked `value`.
+    lookup: str | None = Field(default=None, max_length=64, index=True)
 
 
 class RequestSystem(SQLModel, table=True):

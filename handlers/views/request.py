@@ -27,7 +27,6 @@ from handlers.views.common import (
     context,
     deadline,
     escape,
-    line_sections,
     masked_identifiers,
     one_line,
     section,
@@ -213,32 +212,3 @@ def retry_actions(request: DsrRequest) -> ActionsBlock:
         buttons.append(ButtonElement(text="Review the plan again", action_id=Action.REVIEW_AGAIN,
                                      value=request.reference))
     return ActionsBlock(block_id=f"retry:{request.reference}", elements=buttons)
-
-
-def list_blocks(requests: Sequence[DsrRequest], today: date, title: str) -> list[Block]:
-    if not requests:
-        return [section(f"*{title}*: none.")]
-    return [section(f"*{title}*"), *line_sections([one_line(r, today) for r in requests[:45]])]
-
-
-HELP = """*DSR Desk*: data subject requests from Slack.
-• `/dsr new`: file a request (opens a form)
-• `/dsr list [status] [type] [from YYYY-MM-DD] [to YYYY-MM-DD] [mine]`: the dashboard
-• `/dsr show DSR-000042`: details, approvals and every step with its timestamps
-• `/dsr search <email|phone|name>`: find a subject in the connected systems
-• `/dsr extend DSR-000042 <reason>`: extend the legal deadline once, with a reason
-• `/dsr cancel DSR-000042 [reason]`: cancel a request that is not executing
-• `/dsr ack DSR-000042`: record that the subject was told we received the request (CCPA)
-• `/dsr report DSR-000042`: the compliance record of a finished request (PDF and JSON, by DM)
-• `/dsr help`: this text
-Statuses: received, in_review (an erasure's plan), pending_approval, approved, in_progress,
-needs_attention, completed, rejected, canceled.
-Types: access, erasure, rectification, objection."""
-
-
-def help_blocks(problem: str | None = None) -> list[Block]:
-    blocks: list[Block] = []
-    if problem:
-        blocks.append(section(f":warning: {problem}"))
-    blocks.append(section(HELP))
-    return blocks

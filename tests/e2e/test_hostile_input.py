@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from bot.http import MAX_BODY_BYTES, wsgi_app
 from bot.slack_driver import SlackDriver, form_state
+from handlers.commands import SUBCOMMANDS as TABLE
 from handlers.edge import DATABASE_DOWN
 from handlers.ids import Action, Block, Callback
-from handlers.modals import intake_key
+from handlers.intake import intake_key
 from handlers.views.common import TYPE_LABELS
 from handlers.views.intake import reject_modal
 from storage.db import make_engine, make_session_factory
@@ -36,7 +37,7 @@ from tests.forms import form
 
 FUZZ = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-SUBCOMMANDS = ["", "help", "new", "list", "show", "search", "extend", "cancel", "ack", "report"]
+SUBCOMMANDS = ["", *TABLE]  # every subcommand the table has, and none
 
 
 @pytest.fixture

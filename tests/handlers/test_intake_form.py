@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from handlers.ids import Block
-from handlers.modals import parse_intake
+from handlers.intake import parse_intake
 from storage.models import IdentifierKind, RequestType
 from tests.forms import form
 

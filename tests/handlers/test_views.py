@@ -9,9 +9,10 @@ from slack_sdk.models.views import View
 
 from handlers.views.common import as_dicts
 from handlers.views.home import home_view
-from handlers.views.request import approval_message, detail_blocks, list_blocks, matches_modal
+from handlers.views.lists import PAGE_SIZE, home_group, list_blocks, list_modal
+from handlers.views.request import approval_message, detail_blocks, matches_modal
 from services.connectors.base import SubjectMatch
-from services.requests import RequestDetail
+from services.requests import RequestDetail, RequestPage
 from storage.models import (
     Approval,
     DsrRequest,
@@ -72,10 +73,19 @@ def test_detail_with_many_steps_stays_within_limits() -> None:
 
 def test_lists_and_home_within_limits() -> None:
     many = [request(n) for n in range(1, 300)]
-    checked(list_blocks(many, TODAY, "All"), 50)
-    view = home_view(mine=many, awaiting=many, due_soon=many, overdue=many, today=TODAY,
-                     has_role=True)
-    assert len(view.to_dict()["blocks"]) <= 100
+    middle = RequestPage(many[40:40 + PAGE_SIZE], total=299, offset=40)
+    text = checked(list_blocks(middle, TODAY, "All", "open"), 50)
+    assert "41–60 of 299" in text and "Page 3 of 15" in text
+    assert "'value': '20|open'" in text and "'value': '60|open'" in text  # Previous, Next
+    last = RequestPage(many[280:], total=299, offset=280)
+    assert "'text': 'Next'" not in checked(list_blocks(last, TODAY, "All", "open"), 50)
+    assert len(list_modal(middle, TODAY, "All", "open").to_dict()["blocks"]) <= 100
+    groups = [block for words in ("awaiting", "open mine", "due-soon", "overdue")
+              for block in home_group(words, RequestPage(many[:5], 299, 0), TODAY, words)]
+    view = home_view(groups, TODAY).to_dict()
+    assert len(view["blocks"]) <= 100 and "294 more" in str(view)
+    assert len({b["elements"][0]["action_id"] for b in view["blocks"]
+                if b["type"] == "actions"}) == 5  # New request, and one "N more" a group
 
 
 def test_matches_modal_with_many_matches() -> None:

@@ -18,9 +18,19 @@ from services.errors import (
     PermissionDenied,
     TransitionNotAllowed,
 )
+from services.lookup import IdentifierLookup
 from services.policy import Policy
 from services.requests import RequestFilter, RequestService
-from storage.models import AuditEvent, DsrRequest, ExecutionStep, RequestStatus, RequestType
+from services.subjects import Identifier
+from storage.models import (
+    AuditEvent,
+    DsrRequest,
+    ExecutionStep,
+    IdentifierKind,
+    RequestStatus,
+    RequestType,
+    SubjectIdentifier,
+)
 from tests.conftest import ManualClock
 from tests.factories import new_request
 from tests.fakes import ScriptedConnector
@@ -40,7 +50,8 @@ def service(session_factory):
     policy = Policy(requesters=frozenset({"U_REQUESTER"}), approvers=APPROVERS,
                     managers=frozenset({"U_MANAGER"}), erasure_approvals=2, directory=Groups())
     return RequestService(session_factory, lambda system, sim: connector, policy,
-                          ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC)), ZoneInfo("UTC"))
+                          ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC)), ZoneInfo("UTC"),
+                          lookup=IdentifierLookup(b"a test key"))
 
 
 MATCH = SubjectMatch("zendesk", "1001", "Jane Doe", {"id": 1001})
@@ -166,21 +177,49 @@ def test_cancel_extend_retry_permissions(service) -> None:
         service.retry(ref, actor="U_REQUESTER")
 
 
+def refs(service, viewer: str = "U_REQUESTER", **filters) -> list[str]:
+    return [r.reference for r in service.page(RequestFilter(**filters), viewer=viewer).requests]
+
+
 def test_list_filters_and_awaiting(service) -> None:
     access = pending(service)
     erasure = pending(service, type=RequestType.ERASURE)
     service.create(new_request())  # still received
-    listed = service.list(RequestFilter(statuses=[RequestStatus.PENDING_APPROVAL]),
-                          viewer="U_REQUESTER")
-    assert [r.reference for r in listed] == [erasure, access]
-    listed = service.list(RequestFilter(types=[RequestType.ERASURE]), viewer="U_REQUESTER")
-    assert [r.reference for r in listed] == [erasure]
-    assert service.list(RequestFilter(received_from=date(2026, 3, 3)), viewer="U_REQUESTER") == []
-    assert len(service.list(RequestFilter(received_to=date(2026, 3, 2)), viewer="U_MANAGER")) == 3
+    assert refs(service, statuses=[RequestStatus.PENDING_APPROVAL]) == [erasure, access]
+    assert refs(service, types=[RequestType.ERASURE]) == [erasure]
+    assert refs(service, received_from=date(2026, 3, 3)) == []
+    assert len(refs(service, "U_MANAGER", received_to=date(2026, 3, 2))) == 3
     service.decide(erasure, approver="U_APPROVER1", approve=True)
-    assert [r.reference for r in service.awaiting("U_APPROVER1")] == [access]
-    assert {r.reference for r in service.awaiting("U_APPROVER2")} == {access, erasure}
-    assert service.awaiting("U_REQUESTER") == []
+    assert refs(service, awaiting="U_APPROVER1") == [access]
+    assert set(refs(service, awaiting="U_APPROVER2")) == {access, erasure}
+    assert refs(service, awaiting="U_REQUESTER") == []  # no approver: nothing awaits them
+
+
+def test_a_list_pages_with_its_total(service) -> None:
+    filed = [service.create(new_request()).reference for _ in range(7)]
+    pages = [service.page(RequestFilter(), viewer="U_REQUESTER", offset=offset, limit=3)
+             for offset in (0, 3, 6)]
+    assert [p.total for p in pages] == [7, 7, 7]
+    assert [r.reference for p in pages for r in p.requests] == filed[::-1]  # newest first
+    assert [r.reference for r in service.each(RequestFilter(), viewer="U_REQUESTER")] == filed[::-1]
+    with pytest.raises(PermissionDenied):
+        service.page(RequestFilter(), viewer="U_STRANGER")
+
+
+def test_requests_are_found_by_their_subject_with_no_clear_text_stored_for_it(service) -> None:
+    jane = service.create(new_request()).reference
+    service.create(new_request(identifiers=(Identifier(IdentifierKind.EMAIL, "bob@example.com"),
+                                            Identifier(IdentifierKind.PHONE, "+46701234567"))))
+    found = lambda typed: refs(service, subject=service.subject_lookups(typed))  # noqa: E731
+    assert found("Jane.Doe@EXAMPLE.com") == [jane]  # the address in any case
+    assert found("  jane   DOE ") == [jane]  # a name, however spaced
+    assert found("+46 70 123 45 67") != [] and found("+46 70 123 45 67") != [jane]
+    assert found("nobody@example.com") == []
+    with service.sessions() as session:  # only a keyed hash is stored to find it by
+        lookups = [i.lookup for i in session.exec(select(SubjectIdentifier))]
+    assert all(lookup and len(lookup) == 64 and "jane" not in lookup for lookup in lookups)
+    other_key = IdentifierLookup(b"another key").digests_of("jane.doe@example.com")
+    assert refs(service, subject=other_key) == []  # without the key, the hash finds nothing
 
 
 def test_open_requests_by_deadline_window(service) -> None:
@@ -188,10 +227,10 @@ def test_open_requests_by_deadline_window(service) -> None:
     service.clock.advance(days=20)
     second = pending(service)  # due 22 April
     service.cancel(pending(service), actor="U_REQUESTER", reason="duplicate")
-    assert [r.reference for r in service.open_requests()] == [first, second]
-    assert [r.reference for r in service.open_requests(due_before=date(2026, 4, 3))] == [first]
-    assert [r.reference for r in service.open_requests(due_from=date(2026, 4, 3))] == [second]
-    assert service.open_requests(requester="U_OTHER") == []
+    assert refs(service, due_from=date(2026, 1, 1)) == [first, second]  # by deadline
+    assert refs(service, due_before=date(2026, 4, 3)) == [first]
+    assert refs(service, due_from=date(2026, 4, 3)) == [second]
+    assert refs(service, due_from=date(2026, 1, 1), requester="U_OTHER") == []
 
 
 def test_an_erasure_plan_is_reviewed_and_an_approval_covers_only_the_plan_it_saw(
