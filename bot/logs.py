@@ -4,7 +4,10 @@ warnings (an unhandled request, a missing ack), and payloads hold what people ty
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 _PAYLOAD = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -33,3 +36,28 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in URL_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+# Warnings that are noise in the demo: its jobs run every 0.2 s, so apscheduler warns each time
+# one is still busy ("skipped: maximum number of running instances reached").
+DEMO_NOISE = ("apscheduler",)
+
+
+@contextmanager
+def transcript_logging(environ: Mapping[str, str] = os.environ) -> Iterator[None]:
+    """While a transcript prints (the offline demo), only warnings that matter are logged: no
+    INFO line of ours or of a library (apscheduler, fontTools, ...) interleaves with it. Setting
+    DSR_LOG_LEVEL in the environment asks for the logs: then nothing changes."""
+    if "DSR_LOG_LEVEL" in environ:
+        yield
+        return
+    loggers = [logging.getLogger(), *map(logging.getLogger, DEMO_NOISE)]
+    levels = [logger.level for logger in loggers]
+    loggers[0].setLevel(max(logging.WARNING, levels[0]))
+    for logger in loggers[1:]:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:  # the levels are the process's: a test playing the demo leaves them as they were
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
