@@ -36,12 +36,14 @@ def form_state(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def tick_everything(view: dict[str, Any]) -> dict[str, Any]:
-    """The `state.values` of a matches modal with every match ticked."""
+def tick_everything(view: dict[str, Any], *, only: str | None = None) -> dict[str, Any]:
+    """The `state.values` of a matches modal with every match shown ticked (or only the one
+    labelled `only`)."""
     return {block["block_id"]: {Action.PICK_MATCHES: {
         "type": "checkboxes",
-        "selected_options": [{"value": o["value"]} for o in block["element"]["options"]]}}
-        for block in view["blocks"] if block.get("block_id", "").startswith("matches:")}
+        "selected_options": [{"value": o["value"]} for o in block["elements"][0]["options"]
+                             if only is None or o["text"]["text"] == only]}}
+        for block in view["blocks"] if block.get("block_id", "").startswith("picks:")}
 
 
 class SlackDriver:
@@ -108,12 +110,16 @@ class SlackDriver:
         raise LookupError(f"no button {action_id!r} in that message")
 
     def choose(self, user: str, view: dict[str, Any], block_id: str, action_id: str,
-               value: str, element_type: str = "static_select") -> httpx.Response:
-        """Pick `value` in a select (or click a button: element_type="button") of a modal the
-        stand-in holds, as Slack sends it: block_actions from a view container."""
+               value: str, element_type: str = "static_select",
+               state: dict[str, Any] | None = None) -> httpx.Response:
+        """Pick `value` in a select (or click a button: element_type="button"; or type it and
+        press Enter: "plain_text_input") of a modal the stand-in holds, as Slack sends it:
+        block_actions from a view container, the view with its `state` (what is ticked, typed)."""
         action: dict[str, Any] = {"type": element_type, "action_id": action_id,
                                   "block_id": block_id, "action_ts": f"{time.time():.6f}"}
-        if element_type == "button":
+        if state is not None:
+            view = {**view, "state": {"values": state}}
+        if element_type in ("button", "plain_text_input"):
             action["value"] = value
         else:
             action["selected_option"] = {"value": value, "text": {"type": "plain_text",

@@ -177,10 +177,11 @@ def submit_intake(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     hand_over(context, reference=request.reference, view_id=view["id"])
 
 
-def show_matches(client: WebClient, context: BoltContext) -> None:
+def show_matches(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     """After the ack: the connected systems searched, their matches shown in the modal."""
     if handed := context.get(AFTER_ACK):
-        present_matches(deps_of(context), client, handed["view_id"], handed["reference"])
+        present_matches(deps_of(context), client, handed["view_id"], handed["reference"],
+                        body["user"]["id"])
 
 
 def register(app: App) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, update
 
-from services import audit
+from services import audit, matching
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
 from storage.models import DsrRequest, RequestStatus
 
@@ -71,6 +71,8 @@ def transition(
         raise ConcurrentUpdate(
             f"{request.reference} was changed by someone else meanwhile; look at it again."
         )
+    if current is RequestStatus.RECEIVED:  # its records are picked: the rest of what was found goes
+        matching.discard(session, request.id)
     audit.record(
         session,
         action="request.status_changed",

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services import audit, deadlines, engine, review
+from services import audit, deadlines, engine, matching, review
 from services.clock import Clock
 from services.connectors.base import SubjectMatch
 from services.errors import (
@@ -140,6 +140,39 @@ class RequestService:
             systems = [s.system for s in self._systems(session, request)]
         return {system: self.connectors(system, request.simulation).search_subjects(identifiers)
                 for system in systems}
+
+    def find_matches(self, ref: str | int) -> dict[str, int]:
+        """Searches every system of the request for its subject (slow: after the ack) and keeps
+        what was found for the match picker; returns how many records each system has."""
+        found = self.search(ref)
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref, lock=True)
+            if request.status != RequestStatus.RECEIVED:
+                raise AlreadyDecided(f"{request.reference} is already {request.status}.")
+            matching.store(session, request.id, found)
+        return {system: len(matches) for system, matches in found.items()}
+
+    def match_page(self, ref: str | int, system: str, *, viewer: str, offset: int = 0,
+                   limit: int = 10, filter: str = "") -> matching.MatchPage:  # noqa: A002
+        with self.sessions() as session:
+            request = self._get(session, ref)
+            if viewer != request.requester_slack_id:
+                raise PermissionDenied("Only the person who filed the request picks its records.")
+            return matching.page(session, request.id, system, offset=offset, limit=limit,
+                                 filter=filter)
+
+    def pick_matches(self, ref: str | int, *, actor: str, shown: set[int],
+                     ticked: set[int]) -> None:
+        """Saves the ticks of the match rows a page showed."""
+        with transaction(self.sessions) as session:
+            request = self._get(session, ref)
+            if actor != request.requester_slack_id:
+                raise PermissionDenied("Only the person who filed the request picks its records.")
+            matching.set_picks(session, request.id, shown, ticked)
+
+    def picked_matches(self, ref: str | int) -> dict[str, list[SubjectMatch]]:
+        with self.sessions() as session:
+            return matching.picked(session, self._get(session, ref).id)
 
     def search_identifiers(self, system: str, identifiers: Sequence[Identifier], *,
                            simulation: bool) -> list[SubjectMatch]:

@@ -257,6 +257,25 @@ class ExecutionStep(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class MatchCandidate(SQLModel, table=True):
+    """A record a subject search found, while the requester picks among them (the match picker
+    pages and filters these, not the vendors); deleted once the request is confirmed or closed."""
+
+    __tablename__ = "match_candidate"
+    __table_args__ = (sa.UniqueConstraint("request_id", "system", "record_id"),
+                      sa.Index("ix_match_candidate_request_id", "request_id", "system", "position"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="dsr_request.id")
+    system: str = Field(max_length=32)
+    position: int  # the vendor's order
+    record_id: str = Field(max_length=255)
+    label: str = Field(max_length=500)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    haystack: str = Field(max_length=2000)  # what the filter searches: label and facts, casefolded
+    picked: bool = False
+
+
 class PlanItem(SQLModel, table=True):
     """One line of an erasure's plan: a record that holds the subject's data, how it was found,
     and what will be done to it. The requester reviews each line, approvers approve the plan,

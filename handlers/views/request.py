@@ -3,27 +3,22 @@ its detail, lists, and the help text."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import date
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    CheckboxesElement,
     ConfirmObject,
     DividerBlock,
     HeaderBlock,
-    InputBlock,
-    Option,
 )
 from slack_sdk.models.views import View
 
-from handlers.ids import Action, Callback
+from handlers.ids import Action
 from handlers.views.common import (
     STATUS_LABELS,
     TYPE_LABELS,
-    clip,
     context,
     deadline,
     escape,
@@ -34,7 +29,6 @@ from handlers.views.common import (
 )
 from handlers.views.intake import SYSTEM_LABELS
 from handlers.views.review import review_button
-from services.connectors.base import SubjectMatch
 from services.requests import Decision, RequestDetail
 from storage.models import (
     Approval,
@@ -48,48 +42,12 @@ from storage.models import (
 STEP_ICONS = {StepStatus.PENDING: ":white_circle:", StepStatus.RUNNING: ":arrows_counterclockwise:",
               StepStatus.WAITING: ":hourglass_flowing_sand:", StepStatus.DONE: ":white_check_mark:",
               StepStatus.FAILED: ":x:", StepStatus.CANCELED: ":heavy_minus_sign:"}
-MAX_MATCHES = 10  # per system, the checkboxes element's limit
 
 
 def searching_modal(reference: str) -> View:
     return View(type="modal", title="New DSR", close="Close", private_metadata=reference,
                 blocks=[section(f":mag: *{reference}* recorded. Searching the systems for the "
                                 "subject: this view updates when the results arrive.")])
-
-
-def match_key(match: SubjectMatch) -> str:
-    return f"{match.system}|{match.record_id}"[:150]
-
-
-def matches_modal(reference: str, matches: Mapping[str, Sequence[SubjectMatch]]) -> View:
-    """Full values are shown here: a modal is seen only by the requester."""
-    blocks: list[Block] = [context(f"*{reference}*: tick the records that belong to the subject. "
-                                   "Only ticked records are touched.")]
-    found = False
-    for system, system_matches in matches.items():
-        label = SYSTEM_LABELS.get(system, system)
-        if not system_matches:
-            blocks.append(section(f"*{label}*: no record matches these identifiers."))
-            continue
-        found = True
-        options = []
-        for match in system_matches[:MAX_MATCHES]:
-            facts = ", ".join(str(v) for k, v in match.details.items()
-                              if k in ("email", "phone", "external_id", "role") and v)
-            options.append(Option(value=match_key(match), text=clip(match.label, 75),
-                                  description=clip(facts or match.record_id, 75)))
-        blocks.append(InputBlock(block_id=f"matches:{system}", label=label, optional=True,
-                                 element=CheckboxesElement(action_id=Action.PICK_MATCHES,
-                                                           options=options)))
-        if len(system_matches) > MAX_MATCHES:
-            blocks.append(context(f"{len(system_matches) - MAX_MATCHES} more matches in {label}: "
-                                  "narrow the identifiers to see them."))
-    if not found:
-        blocks.append(section("Nothing was found. Submitting cancels the request with the "
-                              "reason *no records found*; tell the subject we hold no data."))
-    return View(type="modal", callback_id=Callback.CONFIRM_MATCHES, title="Confirm records",
-                submit="Send for approval" if found else "Cancel request", close="Close",
-                private_metadata=reference, blocks=blocks)
 
 
 def done_modal(text: str) -> View:

@@ -53,6 +53,8 @@ from services.subjects import Identifier
 from storage.models import IdentifierKind, PlanAction, RequestType
 
 BULK = 100  # ids per bulk call, Zendesk's limit
+SEARCH_PAGE = 100  # Search Users: "per_page" at most 100
+SEARCH_RESULTS_LIMIT = 1_000  # no search returns more (Search API, "Results limit")
 # Bulk jobs in flight at once: Zendesk refuses more than 30 queued per account (TooManyJobs)
 # and keeps the last 100 job statuses for an hour; 10 leaves room for the account's other users.
 MAX_JOBS = 10
@@ -125,7 +127,7 @@ class ZendeskConnector:
                 params = {"query": identifier.value}
             else:
                 continue
-            for user in self._json("GET", "/users/search", params=params).get("users", []):
+            for user in self._searched_users(params):
                 found[user["id"]] = user
         return [
             SubjectMatch(
@@ -137,6 +139,18 @@ class ZendeskConnector:
             )
             for user in found.values()
         ]
+
+    def _searched_users(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every user a search finds, page by page: Search Users takes offset paging only
+        (`page`, `per_page` up to 100, `next_page`), and no search returns more than 1,000
+        (developer.zendesk.com/api-reference/ticketing/users/users/#search-users; Search API,
+        "Results limit")."""
+        for number in range(1, SEARCH_RESULTS_LIMIT // SEARCH_PAGE + 1):
+            body = self._json("GET", "/users/search",
+                              params={**params, "per_page": SEARCH_PAGE, "page": number})
+            yield from body.get("users", [])
+            if not body.get("next_page"):
+                return
 
     # Planning
 

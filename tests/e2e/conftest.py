@@ -78,6 +78,14 @@ def modal(world: Conversation, callback: str, after: int = 0) -> dict:
                     what=f"a {callback} modal")
 
 
+def matches_of(world: Conversation, reference: str) -> dict:
+    """The match picker of `reference`, once its search has filled it."""
+    return wait_for(lambda: next((v for v in world.slack.views().values()
+                                  if v.get("callback_id") == Callback.CONFIRM_MATCHES
+                                  and json.loads(v["private_metadata"])["r"] == reference), None),
+                    what="the matches")
+
+
 def file_request(world: Conversation, email: str, systems=("zendesk", "genesys"),
                  **fields) -> tuple[str, dict]:
     """Through the app: /dsr new, submit the form, tick every match, send for approval.
@@ -91,12 +99,9 @@ def file_request(world: Conversation, email: str, systems=("zendesk", "genesys")
     body = answer.json()
     assert body["response_action"] == "update"
     reference = body["view"]["private_metadata"]
-    matches = wait_for(lambda: next((v for v in world.slack.views().values()
-                                     if v.get("callback_id") == Callback.CONFIRM_MATCHES
-                                     and v.get("private_metadata") == reference), None),
-                       what="the matches")
+    matches = matches_of(world, reference)
     ticked = tick_everything(matches)
-    assert set(ticked) == {f"matches:{system}" for system in systems}
+    assert set(ticked) == {f"picks:{system}:0" for system in systems}
     assert world.driver.submit("U_REQ", matches, ticked).status_code == 200
     message = wait_for(lambda: next((m for m in world.slack.messages(APPROVALS)
                                      if reference in json.dumps(m["blocks"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import sqlite3
 import time
@@ -319,10 +320,16 @@ def test_fuzz_the_intake_form(world, slack, caplog, data) -> None:
 
 
 def _matches(data: st.DataObject) -> tuple[dict, dict]:
-    view = {"type": "modal", "callback_id": Callback.CONFIRM_MATCHES, "blocks": [],
-            "private_metadata": data.draw(references, label="metadata")}
-    picked = data.draw(st.lists(anything, max_size=4), label="picked")
-    return view, {"matches:zendesk": {Action.PICK_MATCHES: {
+    ours = st.builds(lambda ref, offset, typed, found: json.dumps(
+        {"r": ref, "v": {"zendesk": [offset, typed]}, "f": found}),
+        references, st.integers(-5, 10**12), anything, st.booleans())
+    picked = data.draw(st.lists(anything | st.integers(0, 10**12).map(str), max_size=4),
+                       label="picked")
+    view = {"type": "modal", "callback_id": Callback.CONFIRM_MATCHES,
+            "blocks": [{"type": "actions", "block_id": "picks:zendesk:0", "elements": [
+                {"type": "checkboxes", "options": [{"value": v} for v in picked]}]}],
+            "private_metadata": data.draw(references | ours, label="metadata")}
+    return view, {"picks:zendesk:0": {Action.PICK_MATCHES: {
         "type": "checkboxes", "selected_options": [{"value": v} for v in picked]}}}
 
 

@@ -10,8 +10,9 @@ from slack_sdk.models.views import View
 from handlers.views.common import as_dicts
 from handlers.views.home import home_view
 from handlers.views.lists import PAGE_SIZE, home_group, list_blocks, list_modal
-from handlers.views.request import approval_message, detail_blocks, matches_modal
-from services.connectors.base import SubjectMatch
+from handlers.views.matches import matches_modal
+from handlers.views.request import approval_message, detail_blocks
+from services.matching import MatchPage
 from services.requests import RequestDetail, RequestPage
 from storage.models import (
     Approval,
@@ -19,6 +20,7 @@ from storage.models import (
     ExecutionStep,
     IdentifierKind,
     IdentifierPurpose,
+    MatchCandidate,
     RequestSystem,
     SubjectIdentifier,
 )
@@ -89,8 +91,18 @@ def test_lists_and_home_within_limits() -> None:
 
 
 def test_matches_modal_with_many_matches() -> None:
-    matches = {"zendesk": [SubjectMatch("zendesk", str(n), "A" * 200, {"email": "x" * 300})
-                           for n in range(40)], "genesys": []}
-    view = matches_modal("DSR-000042", matches).to_dict()
+    candidates = [MatchCandidate(id=n, request_id=1, system="zendesk", position=n, record_id=str(n),
+                                 label="A" * 200, details={"email": "x" * 300}, haystack="",
+                                 picked=n == 12)
+                  for n in range(10, 20)]
+    pages = [MatchPage("zendesk", candidates, total=59, found=59, picked=3, offset=10, filter=""),
+             MatchPage("genesys", [], total=0, found=0, picked=0, offset=0, filter="")]
+    view = matches_modal("DSR-000042", pages).to_dict()
     assert View(**view).to_dict() == view
-    assert "no record matches" in str(view) and "30 more matches" in str(view)
+    text = str(view)
+    assert "no record matches" in text and "11–20 of 59" in text and "3 ticked" in text
+    assert "longer than Slack shows" in text  # a cut label says so
+    picks = next(b for b in view["blocks"] if b.get("block_id") == "picks:zendesk:10")
+    assert [o["value"] for o in picks["elements"][0]["initial_options"]] == ["12"]
+    assert {e["text"]["text"] for b in view["blocks"] if b.get("block_id") == "pages:zendesk"
+            for e in b["elements"]} == {"Previous", "Next"}

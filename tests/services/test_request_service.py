@@ -27,6 +27,7 @@ from storage.models import (
     DsrRequest,
     ExecutionStep,
     IdentifierKind,
+    MatchCandidate,
     RequestStatus,
     RequestType,
     SubjectIdentifier,
@@ -296,3 +297,34 @@ def test_racing_submissions_of_one_intake_file_one_request(service, session_fact
         assert len(session.exec(select(DsrRequest)).all()) == 1
     other = service.create(new_request(intake_key="view:V0OTHER"))  # another form files anew
     assert other.reference != filed[0]
+
+
+def test_the_match_picker_pages_filters_and_keeps_ticks_until_the_request_is_confirmed(
+        service, session_factory) -> None:
+    many = [SubjectMatch("zendesk", str(n), f"Jane Doe {n}", {"email": f"jane{n}@example.com"})
+            for n in range(205)]
+    service.connectors("zendesk", True).search_subjects = lambda identifiers: many
+    ref = service.create(new_request()).reference
+    assert service.find_matches(ref) == {"zendesk": 205}
+    pages = [service.match_page(ref, "zendesk", viewer="U_REQUESTER", offset=o, limit=10)
+             for o in range(0, 210, 10)]
+    assert [p.total for p in pages] == [205] * 21
+    assert [c.record_id for p in pages for c in p.candidates] == [str(n) for n in range(205)]
+    sixth = pages[5].candidates
+    service.pick_matches(ref, actor="U_REQUESTER", shown={c.id for c in sixth},
+                         ticked={sixth[3].id})
+    assert service.picked_matches(ref) == {"zendesk": [many[53]]}
+    # A filter: literal text (a `%` is no wildcard), in the label or the facts.
+    assert service.match_page(ref, "zendesk", viewer="U_REQUESTER", limit=10,
+                              filter="JANE20").total == 6  # 20 and 200-204
+    assert service.match_page(ref, "zendesk", viewer="U_REQUESTER", limit=10,
+                              filter="%").total == 0
+    with pytest.raises(PermissionDenied):
+        service.match_page(ref, "zendesk", viewer="U_APPROVER1")
+    with pytest.raises(PermissionDenied):
+        service.pick_matches(ref, actor="U_APPROVER1", shown={sixth[0].id}, ticked={sixth[0].id})
+    service.find_matches(ref)  # searched again: the tick on a record found again is kept
+    assert service.picked_matches(ref) == {"zendesk": [many[53]]}
+    service.confirm(ref, service.picked_matches(ref), actor="U_REQUESTER")
+    with session_factory() as session:  # the rest may be other people's: gone once confirmed
+        assert session.exec(select(MatchCandidate)).all() == []

@@ -246,3 +246,12 @@ def test_a_refused_close_that_was_not_ours_still_fails(connector, sandbox) -> No
         drive(connector, planned)
     assert EMAIL not in str(raised.value)
     assert sandbox.state.tickets[ticket["id"]]["status"] == "open"
+
+
+def test_a_search_finds_every_namesake_page_after_page(sandbox, connector) -> None:
+    """Search Users pages by offset, 100 at most a page: 250 namesakes take 3 pages."""
+    for n in range(250):
+        sandbox.add_user("Ada Lovelace", email=f"ada{n}@example.net")
+    found = connector.search_subjects([Identifier(K.NAME, "Ada Lovelace")])
+    assert len({m.record_id for m in found}) == 250
+    assert calls(sandbox, "GET /api/v2/users/search") == 3

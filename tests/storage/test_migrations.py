@@ -14,7 +14,7 @@ from storage.db import make_engine, make_session_factory, transaction
 from storage.models import AuditChainHead, Jurisdiction
 
 TABLES = {
-    "plan_item",
+    "plan_item", "match_candidate",
     "alembic_version", "jurisdiction", "dsr_request", "subject_identifier", "request_system",
     "approval", "execution_step", "step_attempt", "dispatch", "notice", "audit_event", "audit_chain_head",
     "slack_event", "compliance_record", "vendor_budget", "export_file", "export_chunk", "inbox",
