@@ -40,15 +40,30 @@ class Finding:
         return f"[{mark}] {self.what}" + (f"\n       fix: {self.fix}" if self.fix else "")
 
 
+def where(url: sa.URL) -> str:
+    """The database as DATABASE_URL names it, without its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def cause(error: BaseException) -> str:
+    """The driver's own first line (refused, unknown host, bad password, no such file): it
+    names the database's host, never a subject's data."""
+    original = getattr(error, "orig", None) or error
+    first = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first[:300]}" if first else type(original).__name__
+
+
 def check_database(settings: Settings) -> list[Finding]:
-    engine = make_engine(settings.effective_database_url)
+    url = sa.make_url(settings.effective_database_url)
     try:
-        current = migrate.is_current(engine)
+        engine = make_engine(settings.effective_database_url)
+        try:
+            current = migrate.is_current(engine)
+        finally:
+            engine.dispose()
     except Exception as exc:  # noqa: BLE001 - reported, with the way out
-        return [Finding(False, f"database unreachable ({type(exc).__name__})",
+        return [Finding(False, f"database {where(url)} unreachable: {cause(exc)}",
                         "check DATABASE_URL and that the server is running")]
-    finally:
-        engine.dispose()
     if not current:
         return [Finding(False, "database schema is not up to date", "run `dsr-desk db upgrade`")]
     return [Finding(True, "database reachable and migrated")]

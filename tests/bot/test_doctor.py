@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.doctor import check_export_key, run_doctor
+from bot.doctor import check_database, check_export_key, run_doctor
 from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
 from bot.wiring import export_store
@@ -92,3 +93,16 @@ def test_an_export_key_that_cannot_open_the_exports_is_caught(tmp_path, servers,
     missing = Settings.model_construct(**{**config.__dict__, "export_key": None})
     assert "[FAIL] DSR_EXPORT_KEY is not set" in "\n".join(line.line() for line in
                                                            check_export_key(missing))
+
+
+@pytest.mark.parametrize(("url", "named", "cause"), [
+    ("postgresql+psycopg://dsr:s3cret@127.0.0.1:{port}/dsr", "127.0.0.1:{port}", "refused"),
+    ("sqlite:////dev/null/dsr.db", "/dev/null/dsr.db", "dev/null"),
+])
+def test_an_unreachable_database_is_named_with_its_cause_and_no_password(url, named, cause) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    finding = check_database(Settings(_env_file=None, DATABASE_URL=url.format(port=port)))[0]
+    assert not finding.ok and named.format(port=port) in finding.what
+    assert cause in finding.what.lower() and "s3cret" not in finding.what

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.slack_standin import SlackStandIn
 from bot.socket_standin import SocketModeStandIn
-from handlers.ids import Block, Callback
+from handlers.ids import Action, Block, Callback
 from services.sandbox import server
 from tests.conftest import child_env
 from tests.e2e.conftest import wait_for
@@ -42,6 +42,19 @@ def test_run_in_socket_mode_answers_commands(database_url, tmp_path) -> None:
                                         "trigger_id": slack.new_trigger_id("U_REQ")})
         wait_for(lambda: slack.calls_to("views.open"), what="the intake modal")
         assert slack.calls_to("apps.connections.open")
+        # The manifest's event, and a click in what it shows: the Home, its New request button.
+        sockets.send("events_api", {"type": "event_callback", "team_id": "T0STANDIN",
+                                    "event_id": "Ev0SOCKHOME", "event_time": 1, "event": {
+                                        "type": "app_home_opened", "user": "U_REQ", "tab": "home"}})
+        home = wait_for(lambda: slack.home("U_REQ"), what="the Home tab")
+        assert "Your open requests" in json.dumps(home["blocks"])
+        sockets.send("interactive", {
+            "type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": "U_REQ"},
+            "container": {"type": "view", "view_id": home["id"]}, "view": home,
+            "trigger_id": slack.new_trigger_id("U_REQ"), "api_app_id": "A0DSRDESK",
+            "actions": [{"type": "button", "action_id": Action.NEW_REQUEST, "block_id": "b",
+                         "action_ts": "1.0"}]})
+        wait_for(lambda: len(slack.calls_to("views.open")) == 2, what="the form from the Home")
     finally:
         bot.terminate()
         output, _ = bot.communicate(timeout=20)
