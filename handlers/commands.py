@@ -19,8 +19,8 @@ from handlers.lists import echo, list_reply, parse_filters, send_csv
 from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks
-from services.subjects import Identifier, mask
-from storage.models import DsrRequest, IdentifierKind
+from services.subjects import mask, typed_identifier
+from storage.models import DsrRequest
 from storage.queries import parse_reference
 
 # The longest reason a command may give: what the column of an extension's reason holds (a
@@ -153,13 +153,7 @@ def _search_systems(typed: Typed, client: WebClient, respond: Respond) -> None:
     deps = typed.deps
     if not typed.rest or not deps.service.policy.is_requester(typed.user):
         return  # refused in the ack
-    if "@" in typed.rest:
-        kind = IdentifierKind.EMAIL
-    elif typed.rest.lstrip("+").replace(" ", "").isdigit():
-        kind = IdentifierKind.PHONE
-    else:
-        kind = IdentifierKind.NAME
-    identifier = Identifier(kind, typed.rest)
+    identifier = typed_identifier(typed.rest)
     lines = []
     for system in deps.systems:
         simulated = system not in deps.live_systems

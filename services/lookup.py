@@ -11,7 +11,7 @@ import hmac
 from sqlmodel import select
 
 from services.errors import InvalidRequest
-from services.subjects import Identifier, normalise_email, normalise_phone
+from services.subjects import Identifier, normalise_email, normalise_phone, typed_identifier
 from storage.db import SessionFactory, transaction
 from storage.models import DsrRequest, IdentifierKind, IdentifierPurpose, SubjectIdentifier
 
@@ -35,16 +35,9 @@ class IdentifierLookup:
     def digests_of(self, typed: str) -> list[str]:
         """The hashes a typed value is searched by: an email, a phone number (with its country
         code), or else a name. InvalidRequest for what cannot be one."""
-        typed = typed.strip()
-        if not typed:
+        if not typed.strip():
             raise InvalidRequest("Give an email, a phone number or a name to search for.")
-        if "@" in typed:
-            kind = IdentifierKind.EMAIL
-        elif typed.lstrip("+").replace(" ", "").replace("-", "").isdigit():
-            kind = IdentifierKind.PHONE
-        else:
-            kind = IdentifierKind.NAME
-        return [self.digest(Identifier(kind, typed))]  # type: ignore[list-item]
+        return [self.digest(typed_identifier(typed))]  # type: ignore[list-item]
 
 
 def _canonical(identifier: Identifier) -> str:

@@ -77,3 +77,14 @@ def normalise_phone(value: str) -> str:
             f"{value.strip()!r} is not a phone number with its country code, e.g. +4670123456."
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def typed_identifier(typed: str) -> Identifier:
+    """What someone typed to look a person up, as the identifier it looks like: an email (it has
+    an @), a phone number (digits, spaces, dashes, a leading +), or else a name."""
+    typed = typed.strip()
+    if "@" in typed:
+        return Identifier(IdentifierKind.EMAIL, typed)
+    if typed.lstrip("+").replace(" ", "").replace("-", "").isdigit():
+        return Identifier(IdentifierKind.PHONE, typed)
+    return Identifier(IdentifierKind.NAME, typed)
