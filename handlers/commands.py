@@ -20,7 +20,7 @@ from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks
 from services.subjects import mask, typed_identifier
-from storage.models import DsrRequest
+from storage.models import MAX_REQUEST_ID, DsrRequest, format_reference
 from storage.queries import parse_reference
 
 # The longest reason a command may give: what the column of an extension's reason holds (a
@@ -39,7 +39,10 @@ class Typed:
 
     @property
     def reference(self) -> str:
-        return self.rest.partition(" ")[0]
+        """The reference as DSR-000042 (however typed: `dsr-42`, `42`), or as typed if none."""
+        typed = self.rest.partition(" ")[0]
+        number = parse_reference(typed)
+        return format_reference(number) if number and number <= MAX_REQUEST_ID else typed
 
     @property
     def reason(self) -> str:
@@ -104,7 +107,7 @@ def _search(typed: Typed, ack: Ack) -> None:
 
 def _extend(typed: Typed, ack: Ack) -> None:
     new_due = typed.deps.service.extend(typed.reference, actor=typed.user, reason=typed.reason)
-    _reply(ack, f":calendar: {typed.reference.upper()} now due {new_due:%d %b %Y}. Tell the "
+    _reply(ack, f":calendar: {typed.reference} now due {new_due:%d %b %Y}. Tell the "
                 "subject about the extension and its reason.")
 
 
@@ -123,7 +126,7 @@ def _report(typed: Typed, ack: Ack) -> None:
     policy = typed.deps.service.policy
     policy.require(policy.is_requester(typed.user), "read compliance records")
     _reply(ack, f":page_facing_up: Preparing the compliance record of "
-                f"{typed.reference.upper()}…")
+                f"{typed.reference}…")
 
 
 def _help(typed: Typed, ack: Ack) -> None:
@@ -174,7 +177,7 @@ def _send_record(typed: Typed, client: WebClient, respond: Respond) -> None:
     if not typed.deps.service.policy.is_requester(typed.user):
         return  # refused in the ack
     typed.deps.deliverables.send_record(typed.reference, typed.user)
-    respond(text=f":page_facing_up: The compliance record of {typed.reference.upper()} is in your "
+    respond(text=f":page_facing_up: The compliance record of {typed.reference} is in your "
                  "direct messages (PDF and JSON).", response_type="ephemeral",
             replace_original=False)
 

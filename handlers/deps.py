@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from slack_bolt import Ack, BoltContext
 
 from handlers.edge import DATABASE_DOWN, SOMETHING_WRONG, database_unavailable, place
+from handlers.views.request import done_modal
 from services.errors import DsrError
 from services.requests import RequestService
 from storage.models import DsrRequest, Jurisdiction, RequestType
@@ -97,6 +98,27 @@ def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:
             log.error("%s failed with %s at %s", listener.__name__, type(exc).__name__, place(exc))
             _tell(kwargs, SOMETHING_WRONG)
             raise
+
+    return run
+
+
+def replies_in_modal(listener: Callable[..., Any]) -> Callable[..., Any]:
+    """For an action inside a modal, which has no response_url: a refusal (or a database out of
+    reach) replaces the modal with its message; anything else as `replies_errors`."""
+
+    @wraps(listener)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return listener(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, DsrError) and not database_unavailable(exc):
+                log.error("%s failed with %s at %s", listener.__name__, type(exc).__name__,
+                          place(exc))
+                raise
+            message = f":warning: {exc}" if isinstance(exc, DsrError) else DATABASE_DOWN
+            kwargs["client"].views_update(view_id=kwargs["body"]["view"]["id"],
+                                          view=done_modal(message).to_dict())
+            return None
 
     return run
 

@@ -17,7 +17,13 @@ from handlers.ids import Block, Callback
 from handlers.matches import present_matches
 from handlers.views.common import clip
 from handlers.views.request import done_modal, searching_modal
-from services.errors import AlreadyFiled, DsrError, InvalidRequest, UnknownJurisdiction
+from services.errors import (
+    AlreadyFiled,
+    DsrError,
+    InvalidRequest,
+    PermissionDenied,
+    UnknownJurisdiction,
+)
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
 from storage.models import IdentifierKind, RequestType, SubjectIdentifier
@@ -165,6 +171,9 @@ def submit_intake(ack: Ack, body: dict[str, Any], view: dict[str, Any],
             request = service.create(replace(new, intake_key=intake_key(view)))
         except AlreadyFiled as exc:
             ack(response_action="update", view=done_modal(f":information_source: {exc}").to_dict())
+            return
+        except PermissionDenied as exc:  # no field is wrong: the person may not file
+            ack(response_action="update", view=done_modal(f":warning: {exc}").to_dict())
             return
         except UnknownJurisdiction as exc:
             errors = {Block.JURISDICTION: clip(str(exc), FIELD_ERROR_LIMIT)}

@@ -11,7 +11,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from handlers.deps import AFTER_ACK, Deps, acknowledge, deps_of, hand_over, replies_errors
+from handlers.deps import AFTER_ACK, Deps, acknowledge, deps_of, hand_over, replies_in_modal
 from handlers.edge import mapping, text
 from handlers.ids import Action, Callback
 from handlers.messages import refresh_request_message, request_message
@@ -93,7 +93,7 @@ def _show(deps: Deps, client: WebClient, view: dict[str, Any], user: str,
     client.views_update(view_id=view["id"], view=matches_modal(reference, pages).to_dict())
 
 
-@replies_errors
+@replies_in_modal
 def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               context: BoltContext) -> None:
     """Previous / Next of one system's matches."""
@@ -104,7 +104,7 @@ def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
           {system: (int(offset) if offset.isdigit() and len(offset) < 10 else 0, typed)})
 
 
-@replies_errors
+@replies_in_modal
 def filter_matches(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                    context: BoltContext) -> None:
     """Enter in a system's filter: its first page of the records the filter matches."""

@@ -9,7 +9,15 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import AFTER_ACK, Deps, acknowledge, deps_of, hand_over, replies_errors
+from handlers.deps import (
+    AFTER_ACK,
+    Deps,
+    acknowledge,
+    deps_of,
+    hand_over,
+    replies_errors,
+    replies_in_modal,
+)
 from handlers.edge import text
 from handlers.ids import Action, Callback
 from handlers.messages import post_in_thread, refresh_request_message
@@ -61,6 +69,8 @@ def open_review(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                 respond: Respond, context: BoltContext) -> None:
     deps = deps_of(context)
     user, reference = body["user"]["id"], action["value"]
+    policy = deps.service.policy  # the role first: someone without one learns nothing
+    policy.require(policy.is_requester(user) or policy.is_approver(user), "see plans")
     _, summary, discovery = deps.service.plan_summary(reference)
     done, total, failed = discovery
     if failed or done < total:
@@ -85,7 +95,7 @@ def _rerender(deps: Deps, body: dict[str, Any], client: WebClient, change) -> No
         refresh_request_message(deps, client, reference)
 
 
-@replies_errors
+@replies_in_modal
 def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                 context: BoltContext) -> None:
     deps = deps_of(context)
@@ -95,7 +105,7 @@ def change_line(body: dict[str, Any], action: dict[str, Any], client: WebClient,
         ref, item_id, chosen, actor=user))
 
 
-@replies_errors
+@replies_in_modal
 def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient,
                  context: BoltContext) -> None:
     deps = deps_of(context)
@@ -104,7 +114,7 @@ def change_group(body: dict[str, Any], action: dict[str, Any], client: WebClient
         ref, group, chosen, actor=user))
 
 
-@replies_errors
+@replies_in_modal
 def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               context: BoltContext) -> None:
     reference, _ = _where(body)
