@@ -114,22 +114,21 @@ class RequestService:
             supported = getattr(self.connectors(system, new.simulation), "supported_types", None)
             if supported is not None and new.type not in supported:
                 raise InvalidRequest(f"{system} cannot carry out {new.type.value} requests.")
+        def refuse_if_filed(session: Session) -> None:
+            earlier = session.exec(select(DsrRequest).where(
+                DsrRequest.intake_key == new.intake_key)).first() if new.intake_key else None
+            if earlier is not None:
+                raise AlreadyFiled(earlier.reference)
+
         try:
             with transaction(self.sessions) as session:
-                if new.intake_key is not None:
-                    earlier = session.exec(select(DsrRequest).where(
-                        DsrRequest.intake_key == new.intake_key)).first()
-                    if earlier is not None:
-                        raise AlreadyFiled(earlier.reference)
+                refuse_if_filed(session)
                 return create_request(session, new, at=self.clock.now(), zone=self.zone,
                                       lookup=self.lookup)
         except sa.exc.IntegrityError:  # the same submission, on another replica, just now
             with self.sessions() as session:
-                earlier = session.exec(select(DsrRequest).where(
-                    DsrRequest.intake_key == new.intake_key)).first()
-            if new.intake_key is None or earlier is None:
-                raise
-            raise AlreadyFiled(earlier.reference) from None
+                refuse_if_filed(session)
+            raise
 
     def search(self, ref: str | int) -> dict[str, list[SubjectMatch]]:
         """Search every system of the request for its subject (slow: call after the ack)."""
