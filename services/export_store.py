@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -102,24 +102,20 @@ def open_store(kind: str, *, sessions: SessionFactory, folder: Path) -> ExportSt
     raise ValueError(f"unknown export store {kind!r}: one of {', '.join(STORES)}")
 
 
-class _Landing:
-    """Closes (lands) at the end of a `with` block, or aborts if the block raised."""
+class LandsOnExit:
+    """Closes (lands) at the end of a `with` block, or aborts if the block raised: for a class
+    with `close` and `abort` (no stubs of them here, so a `super().close()` in a subclass that
+    is also an io stream reaches the stream's own)."""
 
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> _Landing:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if error is not None:
-            self.abort()
+            self.abort()  # type: ignore[attr-defined]
         else:
-            self.close()
+            self.close()  # type: ignore[attr-defined]
 
 
 class DatabaseStore:
@@ -198,7 +194,7 @@ class DatabaseStore:
             after = page[-1][0]
 
 
-class _DatabaseWriter(_Landing):
+class _DatabaseWriter(LandsOnExit):
     def __init__(self, sessions: SessionFactory, path: str) -> None:
         self.sessions, self.path = sessions, path
         self._buffer = bytearray()
@@ -296,7 +292,7 @@ class FolderStore:
         return removed
 
 
-class _FolderWriter(_Landing):
+class _FolderWriter(LandsOnExit):
     def __init__(self, file: str) -> None:
         self.file, self._partial = file, file + PARTIAL
         os.makedirs(os.path.dirname(file), exist_ok=True)

@@ -17,12 +17,11 @@ import io
 import posixpath
 import struct
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from services.errors import ConfigurationError, DsrError
-from services.export_store import ExportStore
+from services.export_store import ExportStore, LandsOnExit
 
 MAGIC = b"DSR-SEALED-1\n"
 FRAME_BYTES = 1 << 16  # 64 KiB: encrypting a frame costs a few times its size in memory
@@ -49,7 +48,7 @@ def export_keys(secret: str) -> MultiFernet:
                                  "(32 url-safe base64-encoded bytes). " + KEY_HINT) from None
 
 
-class SealedWriter(io.RawIOBase):
+class SealedWriter(LandsOnExit, io.RawIOBase):
     """A write-only stream that lands at `path` in `store` only when closed without an error, so
     a crash never leaves a half file under the final name. Not seekable: zipfile writes to it as
     to a pipe."""
@@ -94,13 +93,6 @@ class SealedWriter(io.RawIOBase):
     def abort(self) -> None:
         self._out.abort()
         super().close()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        if error is not None:
-            self.abort()
-        else:
-            self.close()
 
 
 class _Exact:
