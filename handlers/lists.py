@@ -92,17 +92,20 @@ def title_of(words: str) -> str:
     return f"Requests: {escape(words)}" if words else "Requests"
 
 
+def modal_of(deps: Deps, user: str, words: str, offset: int = 0) -> dict[str, Any]:
+    """A page of a list as a modal (opened from the Home)."""
+    page = page_of(deps, user, words, offset)
+    return list_modal(page, deps.service.today(), title_of(words), words).to_dict()
+
+
 @replies_errors
 def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               respond: Respond, context: BoltContext) -> None:
     """Previous / Next: the reply replaced (a `/dsr list` answer) or the modal updated."""
-    deps = deps_of(context)
-    user = body["user"]["id"]
+    deps, user = deps_of(context), body["user"]["id"]
     offset, words = read_list_value(text(action.get("value")))
     if body.get("container", {}).get("type") == "view":
-        client.views_update(view_id=body["view"]["id"], view=list_modal(
-            page_of(deps, user, words, offset), deps.service.today(), title_of(words),
-            words).to_dict())
+        client.views_update(view_id=body["view"]["id"], view=modal_of(deps, user, words, offset))
     else:
         respond(replace_original=True, **list_reply(deps, user, words, offset))
 
@@ -111,11 +114,9 @@ def turn_page(body: dict[str, Any], action: dict[str, Any], client: WebClient,
 def open_list(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               respond: Respond, context: BoltContext) -> None:
     """A Home group's "N more": its whole list, in a modal that pages."""
-    deps = deps_of(context)
-    user = body["user"]["id"]
     _, words = read_list_value(text(action.get("value")))
-    client.views_open(trigger_id=body["trigger_id"], view=list_modal(
-        page_of(deps, user, words), deps.service.today(), title_of(words), words).to_dict())
+    client.views_open(trigger_id=body["trigger_id"],
+                      view=modal_of(deps_of(context), body["user"]["id"], words))
 
 
 @replies_errors
