@@ -12,7 +12,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy import Engine
 
 from bot.deliveries import Deliveries
-from bot.directory import SlackDirectory
+from bot.directory import SlackDirectory, SlackPeople
 from bot.doctor import Finding, authenticate
 from bot.identity import WorkerIdentity, claim
 from bot.inbox import Inbox
@@ -152,14 +152,15 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
                     lambda request, system: SealedSink(
                         export_store(settings, sessions), request.reference, keys),
                     clock, worker_id=worker_id, config=EngineConfig(lease_seconds=lease_seconds * speed))
-    deliveries = Deliveries(client, sessions, settings, clock, policy, owner=worker.id)
+    people = SlackPeople(client) if token else None  # names in compliance records (users:read)
+    deliveries = Deliveries(client, sessions, settings, clock, policy, owner=worker.id, people=people)
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None,  # the scheduler's, once there is one
                 deliverables=deliveries)
     notifier = SlackNotifier(client, deps, deliveries) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
-                client=client if token else None, clock=clock)
+                client=client if token else None, clock=clock, people=people)
     return Core(settings, service, registry, deps, jobs, client, identity)
 
 

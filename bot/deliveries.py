@@ -19,6 +19,7 @@ from services import audit
 from services.clock import Clock
 from services.errors import InvalidRequest
 from services.exports import archive_chunks, archive_path
+from services.labels import People
 from services.policy import Policy
 from services.record_pdf import render_pdf
 from services.records import ComplianceRecord, record_json
@@ -32,15 +33,17 @@ UPLOAD_TIMEOUT = httpx.Timeout(30.0, write=300.0)
 
 class Deliveries:
     def __init__(self, client: WebClient, sessions: SessionFactory, settings: Settings,
-                 clock: Clock, policy: Policy, owner: str) -> None:
+                 clock: Clock, policy: Policy, owner: str, people: People | None = None) -> None:
         self.client, self.clock, self.policy, self.owner = client, clock, policy, owner
+        self.people = people
         self.sessions = sessions
         self.settings = settings
         self.exports = export_store(settings, sessions)  # by default the database: any replica sends
 
     def record(self, reference: str) -> ComplianceRecord:
         return record_of(self.sessions, reference, exports=self.exports,
-                         keys=self.settings.export_keys, now=self.clock.now(), owner=self.owner)
+                         keys=self.settings.export_keys, now=self.clock.now(), owner=self.owner,
+                         people=self.people)
 
     def post_record(self, request: DsrRequest) -> None:
         """The record as PDF and JSON in the request's thread (masked: fit for the channel)."""

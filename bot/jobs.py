@@ -22,6 +22,7 @@ from handlers.views.reports import digest_blocks, digest_text, escalation_blocks
 from services import audit, audit_anchor, notify
 from services.clock import Clock
 from services.engine import Worker
+from services.labels import People
 from services.notify import Notifier
 from services.scheduled import deliverables, digest, dispatch, reminders, retention
 from storage.db import SessionFactory, transaction
@@ -55,7 +56,8 @@ SPECS = {spec.name: spec for spec in (
 
 class Jobs:
     def __init__(self, *, settings: Settings, sessions: SessionFactory, worker: Worker,
-                 notifier: Notifier, client: WebClient | None, clock: Clock) -> None:
+                 notifier: Notifier, client: WebClient | None, clock: Clock,
+                 people: People | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.exports = export_store(settings, sessions)
@@ -63,6 +65,7 @@ class Jobs:
         self.notifier = notifier
         self.client = client
         self.clock = clock
+        self.people = people  # names the people in compliance records
         # Leases are wall-clock spans: on a rehearsal clock running N times faster they last
         # N times longer in its time, so a slow post is not taken for a dead process.
         speed = getattr(clock, "speed", 1.0)
@@ -132,7 +135,8 @@ class Jobs:
         now, made, keys = self.clock.now(), 0, self.settings.export_keys
         for request_id in deliverables.unrecorded(self.sessions):
             made += deliverables.make(self.sessions, request_id, exports=self.exports,
-                                      keys=keys, now=now, owner=self.owner, lease=self.lease)
+                                      keys=keys, now=now, owner=self.owner, lease=self.lease,
+                                      people=self.people)
         posted = self.status_updates() if made else ""
         return f"made {made} record(s)" + (f"; {posted}" if posted else "")
 
@@ -187,7 +191,7 @@ class Jobs:
         return f"no {what} yet: it is due at {self.settings.digest_time} ({self.settings.digest_zone})"
 
     def _post_digest(self, channel: str) -> None:
-        from bot.chart import opened_vs_completed
+        from bot.chart import digest_chart
 
         with self.sessions() as session:
             figures = digest.build(session, now=self.clock.now(), zone=self.settings.digest_zone)
@@ -195,7 +199,7 @@ class Jobs:
                                      blocks=as_dicts(digest_blocks(figures)))
         try:  # the digest is posted: a failed chart must not make the job post it again
             self.client.files_upload_v2(
-                channel=channel, content=opened_vs_completed(figures.series),
-                filename=f"dsr-digest-{figures.day}.png", title="Opened and completed, 30 days")
+                channel=channel, content=digest_chart(figures), filename=f"dsr-digest-{figures.day}.png",
+                title="Backlog, opened and completed over 30 days; deadlines of the next 14")
         except Exception as exc:  # noqa: BLE001 - logged; the figures are in the message
             log.error("could not upload the digest chart: %s", type(exc).__name__)

@@ -3,6 +3,9 @@
 Text is set in DejaVu Sans, which matplotlib (a dependency already, for the digest chart)
 ships: unlike fpdf2's core fonts it covers all of Unicode a name or a reason may hold. Hashes
 are set in DejaVu Sans Mono, small enough that a SHA-256 fits on one line.
+
+People are named `Display Name (U123)`, as Slack showed them when the record was made (the
+record's `people`); request types by `services.labels`, the words Slack uses too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import matplotlib
 from fpdf import FPDF, FontFace
 from fpdf.enums import TableBordersLayout, TableCellFillMode, XPos, YPos
 
+from services.labels import TYPE_LABELS
 from services.records import ComplianceRecord, Step
 
 FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -29,8 +33,6 @@ SHADE = (241, 243, 245)
 ACCENT = (31, 58, 96)
 WARN = (156, 96, 0)
 
-TYPE_LABELS = {"access": "Access and portability", "erasure": "Erasure",
-               "rectification": "Rectification", "objection": "Objection / restriction"}
 OUTCOME_LABELS = {"completed": "Completed", "rejected": "Rejected", "canceled": "Canceled"}
 SYSTEM_LABELS = {"genesys": "Genesys Cloud", "zendesk": "Zendesk Support"}
 KIND_LABELS = {"name": "Name", "email": "Email", "phone": "Phone", "address": "Address",
@@ -175,7 +177,8 @@ def render_pdf(record: ComplianceRecord) -> bytes:
     pdf.set_title(f"Record of processing of a data subject request {record.reference}")
     pdf.set_author("DSR Desk")
     pdf.set_creator("DSR Desk")
-    pdf.set_subject(f"{record.jurisdiction.code} {record.type} request, {record.outcome}")
+    pdf.set_subject(f"{record.jurisdiction.code} {TYPE_LABELS.get(record.type, record.type)} "
+                    f"request, {record.outcome}")
     pdf.set_creation_date(record.generated_at)
     pdf.add_page()
     _title(pdf, record)
@@ -224,11 +227,11 @@ def _summary(pdf: _Document, record: ComplianceRecord) -> None:
     extension = "None"
     if record.extension:
         ext = record.extension
-        by = f" by {ext.extended_by}" if ext.extended_by else ""
+        by = f" by {record.who(ext.extended_by)}" if ext.extended_by else ""
         extension = (f"To {day(ext.due_on)} (extended {when(ext.extended_at)}{by}). "
                      f"Reason: {ext.reason or '—'}")
     timing = "within the deadline" if record.on_time else "AFTER the deadline"
-    closed = f"{when(record.closed_at)} by {record.closed_by} ({timing})"
+    closed = f"{when(record.closed_at)} by {record.who(record.closed_by)} ({timing})"
     if record.close_reason:
         closed += f". Reason: {record.close_reason}"
     rows = [
@@ -258,7 +261,7 @@ def _summary(pdf: _Document, record: ComplianceRecord) -> None:
 def _subject(pdf: _Document, record: ComplianceRecord) -> None:
     pdf.heading("2. Request and data subject")
     pdf.key_values([
-        ("Filed by", record.requester),
+        ("Filed by", record.who(record.requester)),
         ("Identity verification", record.identity_verification or "—"),
     ])
     pdf.ln(2)
@@ -276,9 +279,9 @@ def _decisions(pdf: _Document, record: ComplianceRecord) -> None:
     if not record.decisions:
         pdf.paragraph("No approval decision was taken before the request was closed.")
         return
-    rows = [(d.approver, "Approved" if d.decision == "approve" else "Rejected", at(d.decided_at),
-             d.reason or "—") for d in record.decisions]
-    pdf.grid(("Approver", "Decision", "Time (UTC)", "Reason"), (34, 22, 36, 82), rows)
+    rows = [(record.who(d.approver), "Approved" if d.decision == "approve" else "Rejected",
+             at(d.decided_at), d.reason or "—") for d in record.decisions]
+    pdf.grid(("Decided by", "Decision", "Time (UTC)", "Reason"), (46, 20, 34, 74), rows)
 
 
 def _steps(pdf: _Document, record: ComplianceRecord) -> None:
@@ -303,7 +306,7 @@ def _plan(pdf: _Document, record: ComplianceRecord) -> None:
                   "line counts as done only when reading the vendor back showed it.", size=7.5)
     rows = [(SYSTEM_LABELS.get(p.system, p.system), f"{p.kind} {p.record_id}",
              "; ".join(p.how_found[:3]) or "—",
-             p.action + (f" (proposed {p.proposed}; changed by {p.changed_by})"
+             p.action + (f" (proposed {p.proposed}; changed by {record.who(p.changed_by)})"
                          if p.changed_by else ""),
              "not acted on" if p.action == "leave" else
              (f"{at(p.done_at)}: {p.verified}" if p.verified else "NOT verified"))
@@ -335,20 +338,27 @@ def _manifest(pdf: _Document, record: ComplianceRecord) -> None:
 
 def _trail(pdf: _Document, record: ComplianceRecord) -> None:
     pdf.heading("6. Audit events of this request")
-    rows = [(f"#{e.seq}", at(e.occurred_at), e.actor, e.action, e.hash[:16] + "…")
+    rows = [(f"#{e.seq}", at(e.occurred_at), record.who(e.actor), e.action, e.hash[:16] + "…")
             for e in record.trail]
-    pdf.grid(("Event", "Time (UTC)", "Actor", "Action", "Hash (start)"), (12, 34, 32, 52, 44), rows,
+    pdf.grid(("Event", "Time (UTC)", "Actor", "Action", "Hash (start)"), (12, 32, 46, 44, 40), rows,
              mono_columns=(4,), size=7.2)
     pdf.ln(1)
-    pdf.paragraph("Full hashes are in the JSON version of this record.", size=7.5, style="I",
-                  color=MUTED)
+    pdf.paragraph("Full hashes are in the JSON version of this record. " + _named(record),
+                  size=7.5, style="I", color=MUTED)
+
+
+def _named(record: ComplianceRecord) -> str:
+    if record.people:
+        return ("People are named as Slack showed them when this record was made, with their "
+                "Slack user ids.")
+    return "People are named by their Slack user ids."
 
 
 def _anchor(pdf: _Document, record: ComplianceRecord) -> None:
     pdf.heading("7. Audit anchor")
     a, head = record.anchor, record.chain_head
     pdf.key_values([
-        ("Closing event", f"#{a.seq} · {a.action} · {when(a.occurred_at)} · {a.actor}"),
+        ("Closing event", f"#{a.seq} · {a.action} · {when(a.occurred_at)} · {record.who(a.actor)}"),
         ("Closing event hash", a.hash),
         ("Chain head at generation", f"#{head.seq}"),
         ("Chain head hash", head.hash),

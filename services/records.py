@@ -8,6 +8,11 @@ only masked: identifiers through `services.subjects.mask`, and free text (identi
 verification, reasons) with any of the subject's values or anything shaped like an email
 address or a phone number replaced. `check_anchor` later tells whether the trail still holds
 the record's anchor event unchanged and the whole chain verifies.
+
+People (the requester, approvers, whoever extended, changed a plan line or acted in the trail)
+keep their Slack ids in the fields that name them, as the audit trail holds them; `people` maps
+those ids to the names Slack showed when the record was made (`services.labels.People`), so an
+auditor outside Slack can read them, and a later rename does not change a made record.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,6 +32,7 @@ from services import audit
 from services.errors import InvalidRequest
 from services.export_store import ExportStore
 from services.exports import ExportFile, read_package
+from services.labels import People, is_user_id, person
 from services.lifecycle import TERMINAL
 from services.requests import find_request
 from services.subjects import Identifier, mask
@@ -47,7 +53,7 @@ from storage.models import (
 from storage.queries import get_jurisdiction
 
 RECORD_FORMAT = "dsr-desk.compliance-record"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: `people`, the names of the people the record names
 RECORD_ACTOR = "dsr-desk"
 
 
@@ -173,6 +179,13 @@ class ComplianceRecord:
     generated_at: datetime
     plan_sha256: str | None = None  # an erasure: the plan that was approved
     plan: tuple[PlanLine, ...] = ()
+    # Slack user id -> the name Slack showed when the record was made (records of version 1
+    # have none: they name people by id alone).
+    people: dict[str, str] = field(default_factory=dict)
+
+    def who(self, user_id: str | None) -> str:
+        """`Display Name (U123)` as the record names them; other actors as they are."""
+        return person(user_id, self.people)
 
     @property
     def effective_due_on(self) -> date:
@@ -184,10 +197,10 @@ class ComplianceRecord:
 
 
 def build_record(session: Session, request_id: int | str, *, exports: ExportStore,
-                 now: datetime | None = None) -> ComplianceRecord:
+                 now: datetime | None = None, people: People | None = None) -> ComplianceRecord:
     """The record of a finished request. `exports` is the export store, where the manifest of an
-    access request's archive is read; NotFound for an unknown request, InvalidRequest for one
-    that is still open."""
+    access request's archive is read; `people` names the people in it (without, they keep their
+    bare ids). NotFound for an unknown request, InvalidRequest for one that is still open."""
     request = find_request(session, request_id)
     status = RequestStatus(request.status)
     if status not in TERMINAL or request.closed_at is None:
@@ -209,7 +222,7 @@ def build_record(session: Session, request_id: int | str, *, exports: ExportStor
     head = session.get(AuditChainHead, 1)
     package = read_package(exports, request.reference)
 
-    return ComplianceRecord(
+    record = ComplianceRecord(
         reference=request.reference,
         request_id=request.id,
         type=str(request.type),
@@ -243,6 +256,7 @@ def build_record(session: Session, request_id: int | str, *, exports: ExportStor
         plan_sha256=request.plan_sha256,
         plan=_plan(session, request),
     )
+    return dataclasses.replace(record, people=_names(people, _people_in(record)))
 
 
 @dataclass(frozen=True)
@@ -294,6 +308,20 @@ def _steps(session: Session, request: DsrRequest) -> tuple[Step, ...]:
     return tuple(Step(s.position, s.system, s.action, str(s.status), s.started_at, s.finished_at,
                       dict(s.result) if s.result is not None else None, s.error,
                       tuple(attempts[s.id])) for s in steps)
+
+
+def _people_in(record: ComplianceRecord) -> list[str]:
+    """The Slack users the record names, each once, in a stable order."""
+    ids = [record.requester, record.closed_by, record.extension and record.extension.extended_by,
+           *(d.approver for d in record.decisions), *(p.changed_by for p in record.plan),
+           *(e.actor for e in record.trail)]
+    return sorted({i for i in ids if is_user_id(i)})
+
+
+def _names(people: People | None, ids: list[str]) -> dict[str, str]:
+    """What `people` can name of `ids`; asked only when there is someone to name."""
+    found = people.names(ids) if people is not None and ids else {}
+    return {i: found[i] for i in ids if found.get(i)}
 
 
 def _trail_event(event: AuditEvent) -> TrailEvent:
@@ -393,11 +421,12 @@ def store_record(session: Session, record: ComplianceRecord) -> ComplianceRecord
 
 
 def ensure_record(session: Session, request_id: int | str, *, exports: ExportStore,
-                  now: datetime) -> ComplianceRecord:
-    """The stored record of a finished request, made now if it was not yet (caller commits)."""
+                  now: datetime, people: People | None = None) -> ComplianceRecord:
+    """The stored record of a finished request, made now if it was not yet (caller commits). A
+    stored one is returned as it was made: its names are those of that day."""
     row = session.get(ComplianceRecordRow, find_request(session, request_id).id)
     if row is not None:
         return parse_record(row.body)
-    record = build_record(session, request_id, exports=exports, now=now)
+    record = build_record(session, request_id, exports=exports, now=now, people=people)
     store_record(session, record)
     return record

@@ -7,6 +7,7 @@ from datetime import date
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
+from services.labels import TYPE_LABELS  # one label per type, everywhere: views import it here
 from services.lifecycle import TERMINAL
 from services.subjects import Identifier, mask
 from storage.models import DsrRequest, IdentifierPurpose, RequestStatus, SubjectIdentifier
@@ -24,8 +25,6 @@ STATUS_LABELS = {
     RequestStatus.REJECTED: ":no_entry: rejected",
     RequestStatus.CANCELED: ":x: canceled",
 }
-TYPE_LABELS = {"access": "Access / export", "erasure": "Erasure", "rectification": "Rectification",
-               "objection": "Objection / restriction"}
 
 
 def escape(text: str) -> str:

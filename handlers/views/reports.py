@@ -24,10 +24,6 @@ def _days(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} days"
 
 
-def _share(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
 def digest_blocks(digest: Digest) -> list[Block]:
     by_status: dict[str, dict[str, int]] = {}
     for (status, kind), count in sorted(digest.open_counts.items()):
@@ -44,7 +40,7 @@ def digest_blocks(digest: Digest) -> list[Block]:
                 f"*Completed in the last 24 hours:* {digest.completed_last_24h}"),
         section(f"*Last 30 days:* {digest.completed_30_days} completed · "
                 f"median time to complete {_days(digest.median_days)} · 90th percentile "
-                f"{_days(digest.p90_days)} · within the deadline {_share(digest.on_time_share)}"),
+                f"{_days(digest.p90_days)}\n*On time:* {digest.on_time_summary}"),
     ]
     if digest.awaiting_approval:
         lines = [f"• {reference}: waiting {days:.1f} days"
@@ -70,8 +66,10 @@ def _chain_head(digest: Digest) -> str:
 
 def digest_text(digest: Digest) -> str:
     """The notification text (and what screen readers announce)."""
+    share = "—" if digest.on_time_share is None else f"{digest.on_time_share:.0%}"
     return (f"DSR digest {digest.day}: {digest.open_total} open, {digest.overdue} overdue, "
-            f"{digest.due_next_7_days} due within 7 days. {_chain_head(digest)}.")
+            f"{digest.due_next_7_days} due within 7 days, {share} on time over 30 days. "
+            f"{_chain_head(digest)}.")
 
 
 def escalation_blocks(count: int, overdue: Iterable[Overdue], managers: Iterable[str]) -> list[Block]:

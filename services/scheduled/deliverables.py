@@ -19,6 +19,7 @@ from services import audit, notify
 from services.errors import InvalidRequest
 from services.export_store import ExportStore
 from services.exports import discard_staging, package, subject_readme
+from services.labels import People
 from services.records import RECORD_ACTOR, ComplianceRecord, ensure_record
 from services.requests import find_request
 from services.scheduled import dispatch
@@ -35,31 +36,34 @@ def unrecorded(sessions: SessionFactory, limit: int = 20) -> list[int]:
 
 
 def make(sessions: SessionFactory, request_id: int, *, exports: ExportStore, keys: MultiFernet,
-         now: datetime, owner: str, lease: timedelta = dispatch.LEASE) -> bool:
+         now: datetime, owner: str, lease: timedelta = dispatch.LEASE,
+         people: People | None = None) -> bool:
     """`finish` under the request's send-once key, so that replicas and `/dsr report` never
     package or record a request twice. False if it was done (or is being done) elsewhere, or
     failed (logged; the next run retries)."""
     return dispatch.once(sessions, f"record:{format_reference(request_id)}", owner=owner, now=now,
                          request_id=request_id, lease=lease,
-                         send=lambda: finish(sessions, request_id, exports=exports, keys=keys, now=now))
+                         send=lambda: finish(sessions, request_id, exports=exports, keys=keys, now=now,
+                                             people=people))
 
 
 def record_of(sessions: SessionFactory, ref: str, *, exports: ExportStore, keys: MultiFernet,
-              now: datetime, owner: str) -> ComplianceRecord:
+              now: datetime, owner: str, people: People | None = None) -> ComplianceRecord:
     """The record of a finished request, as stored at closing; made now if the job has not got
     to it yet. NotFound / InvalidRequest for an unknown or open request."""
     with sessions() as session:
         request = find_request(session, ref)
         request_id, pending = request.id, request.closed_at is not None and request.recorded_at is None
-    if pending and not make(sessions, request_id, exports=exports, keys=keys, now=now, owner=owner):
+    if pending and not make(sessions, request_id, exports=exports, keys=keys, now=now, owner=owner,
+                            people=people):
         raise InvalidRequest(f"The record of {format_reference(request_id)} is being made right now: "
                              "try again in a minute.")
     with transaction(sessions) as session:
-        return ensure_record(session, request_id, exports=exports, now=now)
+        return ensure_record(session, request_id, exports=exports, now=now, people=people)
 
 
 def finish(sessions: SessionFactory, request_id: int, *, exports: ExportStore, keys: MultiFernet,
-           now: datetime) -> None:
+           now: datetime, people: People | None = None) -> None:
     with sessions() as session:
         request = session.get(DsrRequest, request_id)
         if request.recorded_at is not None:
@@ -92,7 +96,7 @@ def finish(sessions: SessionFactory, request_id: int, *, exports: ExportStore, k
             notify.enqueue(session, request_id, "export.ready",
                            f"Export packaged: {len(made.files)} file(s), {made.bytes:,} bytes, "
                            "encrypted at rest; sent to the requester by direct message.", now)
-        record = ensure_record(session, request_id, exports=exports, now=now)
+        record = ensure_record(session, request_id, exports=exports, now=now, people=people)
         notify.enqueue(session, request_id, "record.made",
                        f"Compliance record made ({record.outcome}); the trail's hash at closing is "
                        f"`{record.anchor.hash[:16]}…` (event #{record.anchor.seq}).", now)

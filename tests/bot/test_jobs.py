@@ -108,7 +108,8 @@ def test_digest_once_a_day_after_its_local_time_with_a_chart(jobs, slack) -> Non
     assert "DSR digest for Mon 02 Mar 2026" in shown
     assert "Open requests: 1*" in shown and "*Overdue:* 1" in shown
     assert "*Completed in the last 24 hours:* 1" in shown
-    assert "1 completed" in shown and "within the deadline 100%" in shown
+    # The overdue pending request counts against the on-time share: 1 on time of 2.
+    assert "1 completed" in shown and "50% within the deadline: 1 of 2" in shown
     [chart] = slack.uploaded_files()
     assert chart["channel_id"] == DIGEST and chart["bytes"].startswith(b"\x89PNG")
     assert chart_share["files"][0]["id"] == chart["id"]
@@ -182,6 +183,8 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
     assert record["export_archive_sha256"] == hashlib.sha256(export["bytes"]).hexdigest()
     assert [f["name"] for f in record["export_manifest"]] == sorted(
         f["name"] for f in manifest["files"])
+    # The people it names, as the Slack stand-in shows them (users.info, users:read).
+    assert record["people"] == {"U_APP": "User U_APP", "U_REQ": "User U_REQ"}
 
     jobs.clock.advance(days=31)
     assert jobs.run("retention") == ("purged 1 export(s), deleted 1 file(s) in Slack; reduced 0 "

@@ -37,6 +37,11 @@ ACTIONS = {"zendesk": ["find_tickets", "redact_tickets", "delete_user"], "genesy
 
 @pytest.fixture
 def world(session_factory):
+    return make_world(session_factory)
+
+
+def make_world(session_factory):
+    """A service with scripted connectors, on a hand-moved clock."""
     clock = ManualClock(T0)
     connectors = {system: ScriptedConnector(system, actions) for system, actions in ACTIONS.items()}
     connectors["zendesk"].script["find_tickets"] = [Done({"tickets": 4, "open": 1})]

@@ -258,8 +258,10 @@ def test_digest_figures_for_a_prepared_data_set(session_factory) -> None:
     assert figures.completed_30_days == 5
     assert figures.median_days == 6.0
     assert figures.p90_days == 40.0  # nearest rank: the 5th of 5
-    # GDPR gives one month: the 40-day one missed its deadline
-    assert figures.on_time_share == pytest.approx(4 / 5)
+    # GDPR gives one month: the 40-day one missed its deadline, and the open overdue one counts
+    # against the share too: 4 on time of 5 completed + 1 overdue.
+    assert (figures.completed_on_time, figures.on_time_base) == (4, 6)
+    assert figures.on_time_share == pytest.approx(4 / 6)
     assert [ref for ref, _ in figures.awaiting_approval] == [f"DSR-{pending_old:06d}"]
     assert figures.awaiting_approval[0][1] == 3.0
     assert len(figures.series) == 30 and figures.series[-1].day == now.date()
@@ -267,6 +269,17 @@ def test_digest_figures_for_a_prepared_data_set(session_factory) -> None:
     assert sum(d.on_time for d in figures.series) == 4
     # received in the window: the five completed but the 40-day one, two pending, the 20-day one
     assert sum(d.opened for d in figures.series) == 4 + 2 + 1
+    # The backlog: open at the end of each day, as counted from the requests themselves.
+    with session_factory() as session:
+        spans = [(r.received_at, r.closed_at) for r in session.exec(select(DsrRequest))]
+    for point in figures.series:
+        end = datetime.combine(point.day + day, datetime.min.time(), UTC)  # the next midnight
+        assert point.backlog == sum(received < end and (closed is None or closed >= end)
+                                    for received, closed in spans), point
+    assert [d.backlog for d in figures.series][-6:] == [6, 5, 5, 5, 4, 4]
+    # The next 14 days' deadlines, each dated: the in-progress one is due in 5 days.
+    assert [d for d, _ in figures.due_soon] == [now.date() + n * day for n in range(14)]
+    assert [(d, n) for d, n in figures.due_soon if n] == [(now.date() + 5 * day, 1)]
 
 
 def test_the_digest_is_due_at_its_local_time() -> None:
