@@ -9,6 +9,7 @@ import json
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 
+import pypdf
 import pytest
 from sqlmodel import select
 
@@ -185,6 +186,9 @@ def test_finished_access_request_delivers_its_export_and_record_then_retention(j
         f["name"] for f in manifest["files"])
     # The people it names, as the Slack stand-in shows them (users.info, users:read).
     assert record["people"] == {"U_APP": "User U_APP", "U_REQ": "User U_REQ"}
+    shown = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf["bytes"])).pages)
+    assert "User U_REQ (U_REQ)" in " ".join(shown.split())  # the PDF an auditor reads names them
+    assert "User U_APP (U_APP)" in " ".join(shown.split())
 
     jobs.clock.advance(days=31)
     assert jobs.run("retention") == ("purged 1 export(s), deleted 1 file(s) in Slack; reduced 0 "
