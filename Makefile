@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python -m bench.slack_ack
 	$(BIN)/python -m bench.scheduled_jobs
 	$(BIN)/python -m bench.export_memory
+	$(BIN)/python -m bench.request_lists
 
 clean:
 	rm -rf $(VENV) .pytest_cache

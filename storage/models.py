@@ -131,6 +131,8 @@ class DsrRequest(SQLModel, table=True):
         sa.Index("ix_dsr_request_identifiers_kept", "closed_at",
                  sqlite_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL"),
                  postgresql_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL")),
+        # "open mine" (the Home, `/dsr list`) counts a requester's open requests in the index.
+        sa.Index("ix_dsr_request_requester_status", "requester_slack_id", "status"),
         # The deliverables job looks only at closed requests whose record is not made yet.
         sa.Index("ix_dsr_request_unrecorded", "closed_at",
                  sqlite_where=sa.text("recorded_at IS NULL AND closed_at IS NOT NULL"),
@@ -161,7 +163,7 @@ class DsrRequest(SQLModel, table=True):
     simulation: bool = True
     # erasure: the SHA-256 of the reviewed plan sent for approval; approvals count for it only
     plan_sha256: str | None = Field(default=None, max_length=64)
-    requester_slack_id: str = Field(max_length=64, index=True)
+    requester_slack_id: str = Field(max_length=64)
     identity_verification: str = Field(default="", max_length=2000)
     notes: str = Field(default="", max_length=3000)
     channel_id: str | None = Field(default=None, max_length=64)
