@@ -15,7 +15,7 @@ from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory, SlackPeople
 from bot.doctor import Finding, authenticate
 from bot.identity import WorkerIdentity, claim
-from bot.inbox import Inbox
+from bot.inbox import Inbox, run_lazy_work_from
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
@@ -182,7 +182,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     )
     inbox = Inbox(core.service.sessions, app, executor, owner=core.jobs.owner,
                   capacity=LISTENER_THREADS)
-    app.listener_runner.lazy_listener_runner = inbox
+    run_lazy_work_from(inbox)
     scheduler = Scheduler(core.jobs, intervals=intervals, inbox=inbox,
                           speed=getattr(core.jobs.clock, "speed", 1.0))
     core.deps.wake_worker = scheduler.wake

@@ -35,7 +35,8 @@ import sqlalchemy as sa
 from slack_bolt import App, BoltRequest
 from slack_bolt.kwargs_injection import build_required_kwargs
 from slack_bolt.lazy_listener import LazyListenerRunner
-from slack_bolt.util.utils import get_arg_names_of_callable
+from slack_bolt.listener.thread_runner import ThreadListenerRunner
+from slack_bolt.util.utils import get_arg_names_of_callable, get_name_for_callable
 from sqlmodel import select
 
 from handlers.deps import AFTER_ACK
@@ -89,9 +90,13 @@ class Inbox(LazyListenerRunner):
     # bolt's side, in the process that acks
 
     def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        """Writes the work down (bolt's call, with its copy of the request)."""
+        self.write(request.lazy_function_name, request)
+
+    def write(self, function: str, request: BoltRequest) -> None:
         """Writes the work down: one short transaction, before bolt returns the ack."""
         handed = request.context.get(AFTER_ACK)
-        item = InboxItem(function=request.lazy_function_name, body=json.dumps(request.body),
+        item = InboxItem(function=function, body=json.dumps(request.body),
                          headers=json.dumps(request.headers), received_at=utcnow(),
                          handed=None if handed is None else json.dumps(handed))
         with transaction(self.sessions) as session:
@@ -244,3 +249,20 @@ def _drop(session: Any, item: InboxItem, reason: str) -> None:
               item.function, item.received_at.isoformat(timespec="seconds"),
               min(item.attempts, MAX_ATTEMPTS), reason)
     session.delete(item)
+
+
+class WritesLazyWork(ThreadListenerRunner):
+    """bolt's listener runner, without the deep copy of each request it makes for a lazy
+    listener (a thread of its own would read it later): the inbox writes the request down before
+    the ack returns, from the original, so nothing needs the copy (it was a third of a click's
+    acknowledgement)."""
+
+    def _start_lazy_function(self, lazy_func: Callable[..., None], request: BoltRequest) -> None:
+        self.lazy_listener_runner.write(get_name_for_callable(lazy_func), request)
+
+
+def run_lazy_work_from(inbox: Inbox) -> None:
+    """Makes `inbox.app` write the work after its acks to `inbox`, without bolt's copies."""
+    runner = inbox.app.listener_runner
+    runner.lazy_listener_runner = inbox
+    runner.__class__ = WritesLazyWork  # the same runner, with the one method above replaced

@@ -44,8 +44,10 @@ SUBCOMMANDS = ["", *TABLE]  # every subcommand the table has, and none
 @pytest.fixture
 def slack(world: World, monkeypatch: pytest.MonkeyPatch) -> SlackDriver:
     """Slack's side, sending signed requests to the app in-process."""
-    lazy = world.runtime.app.listener_runner.lazy_listener_runner
-    monkeypatch.setattr(lazy, "start", lazy.run)  # the work after the ack, before the answer
+    inbox = world.runtime.inbox
+    inbox.stop()  # nothing claims in the background: the work after each ack runs, from its
+    # row, before the answer
+    monkeypatch.setattr(inbox, "ring", lambda: [inbox.run_item(i) for i in inbox.claim(100)])
     driver = SlackDriver("http://dsr-desk.test", SECRET, world.slack, world.driver.standin_url)
     driver.http = httpx.Client(transport=httpx.WSGITransport(app=wsgi_app(world.runtime)))
     return driver
