@@ -15,14 +15,12 @@ from handlers.deps import DEPS, Deps
 
 def register_handlers(app: App, deps: Deps) -> None:
     @app.middleware
-    def with_deps(context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002
+    def with_deps_once_per_event(request: BoltRequest, context: BoltContext, body: dict,
+                                 next: Callable[[], BoltResponse]) -> BoltResponse | None:  # noqa: A002
+        """Gives every listener the Deps. And Slack redelivers events it thinks were missed:
+        each event id is handled once. (The work after an event's ack comes back through here
+        from the inbox: it is let through.) One middleware: each costs an ack its own call."""
         context[DEPS] = deps
-        return next()
-
-    @app.middleware
-    def once_per_event(request: BoltRequest, body: dict, next) -> BoltResponse | None:  # noqa: ANN001, A002
-        """Slack redelivers events it thinks were missed: each event id is handled once. (The
-        work after an event's ack comes back through here from the inbox: it is let through.)"""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id and not request.lazy_only and not deps.service.first_delivery(event_id):
             return BoltResponse(status=200, body="")
