@@ -1,4 +1,10 @@
-"""The `dsr-desk` command line."""
+"""The `dsr-desk` command line.
+
+It starts at once: `--help` and a mistyped argument need only argparse, so each command imports
+what it needs when it runs (at the top of its `cmd_*`), and `main` loads the settings after
+parsing. Only the standard library and `services.errors` are imported here; tests/bot/test_cli.py
+checks that `--help` imports none of SQLAlchemy, Alembic, Slack or pydantic-settings.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +17,30 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from bot.logs import configure_logging
-from bot.settings import Settings, load_settings
-from services import audit, audit_anchor
 from services.errors import DsrError, InvalidRequest
-from services.records import check_anchor, parse_record, record_json
-from storage import migrate
-from storage.db import make_engine, make_session_factory
-from storage.queries import list_jurisdictions
 
-Command = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from bot.settings import Settings
+    from services.audit_anchor import Anchor
+    from storage.db import SessionFactory
+
+Command = Callable[[argparse.Namespace, "Settings"], int]
 
 
-def _engine(settings: Settings):  # noqa: ANN202
+def _engine(settings: Settings) -> Engine:
+    from storage.db import make_engine
+
     return make_engine(settings.effective_database_url)
+
+
+def _sessions(settings: Settings) -> SessionFactory:
+    from storage.db import make_session_factory
+
+    return make_session_factory(_engine(settings))
 
 
 DEMO_BANNER = """\
@@ -99,6 +113,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrate
+
     engine = _engine(settings)
     migrate.upgrade(engine, args.revision)
     print(f"Database at {engine.url.render_as_string(hide_password=True)} is up to date.")
@@ -108,6 +124,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_revision(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
 
+    from storage import migrate
+
     command.revision(
         migrate.alembic_config(settings.effective_database_url), message=args.message,
         autogenerate=True,
@@ -116,12 +134,15 @@ def cmd_db_revision(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from services import audit, audit_anchor
+    from services.records import check_anchor, parse_record
+
     anchors, where = list(args.anchor), _anchors_file(args, settings)
     if where.exists():
         anchors += audit_anchor.read(where)
     elif args.anchors:
         raise InvalidRequest(f"--anchors {where}: no such file")
-    factory = make_session_factory(_engine(settings))
+    factory = _sessions(settings)
     with factory() as session:
         result = audit.verify(session)
         against_anchors = audit_anchor.check(session, anchors)
@@ -159,7 +180,9 @@ def _anchors_file(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.anchors) if args.anchors else settings.anchor_file
 
 
-def _pasted_anchor(text: str) -> audit_anchor.Anchor:
+def _pasted_anchor(text: str) -> Anchor:
+    from services import audit_anchor
+
     try:
         return audit_anchor.parse_pasted(text)
     except ValueError as exc:
@@ -178,8 +201,10 @@ def _audit_verify_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    from services import audit_anchor
+
     where = _anchors_file(args, settings)
-    factory = make_session_factory(_engine(settings))
+    factory = _sessions(settings)
     with factory() as session:
         anchor = audit_anchor.append(session, where, now=datetime.now(UTC))
     if anchor is None:
@@ -198,10 +223,11 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """A finished request's compliance record as PDF or JSON (by --format or the file's suffix)."""
     from bot.wiring import export_store
     from services.record_pdf import render_pdf
+    from services.records import record_json
     from services.scheduled.deliverables import record_of
 
     fmt = args.format or ("json" if args.out.lower().endswith(".json") else "pdf")
-    sessions = make_session_factory(_engine(settings))
+    sessions = _sessions(settings)
     record = record_of(sessions, args.reference, exports=export_store(settings, sessions),
                        keys=settings.export_keys, now=datetime.now(UTC), owner=f"cli-{os.getpid()}")
     content = record_json(record).encode() if fmt == "json" else render_pdf(record)
@@ -234,6 +260,8 @@ def _utc_day(text: str, option: str) -> datetime:
 
 
 def cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
+    from services import audit
+
     since = _utc_day(args.since, "--since")
     until = _utc_day(args.until, "--until") if args.until else None
     if until is not None and until <= since:
@@ -241,7 +269,7 @@ def cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
                              "(--until is exclusive)")
     target = Path(args.out) if args.out else None
     partial = target.with_name(target.name + ".partial") if target else None
-    factory = make_session_factory(_engine(settings))
+    factory = _sessions(settings)
     with factory() as session:
         if session.get_bind().dialect.name == "postgresql":
             # One snapshot for the events and the chain check, while the bot goes on appending
@@ -299,7 +327,9 @@ def _audit_export_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_jurisdictions(args: argparse.Namespace, settings: Settings) -> int:
-    factory = make_session_factory(_engine(settings))
+    from storage.queries import list_jurisdictions
+
+    factory = _sessions(settings)
     with factory() as session:
         rows = list_jurisdictions(session=session)
     for j in rows:
@@ -383,10 +413,16 @@ def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _jobs_run_once_args(parser: argparse.ArgumentParser) -> None:
-    from bot.jobs import SPECS
+def _job_name(text: str) -> str:
+    from bot.jobs import SPECS  # when `jobs run-once` is parsed, not for every command's --help
 
-    parser.add_argument("job", choices=list(SPECS))
+    if text not in SPECS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(SPECS)})")
+    return text
+
+
+def _jobs_run_once_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", type=_job_name, help="a job 'dsr-desk jobs list' names")
 
 
 def _jobs_serve_args(parser: argparse.ArgumentParser) -> None:
@@ -510,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bot.logs import configure_logging
+    from bot.settings import load_settings
+
     try:
         settings = load_settings()
         configure_logging(settings.log_level)

@@ -30,11 +30,14 @@ def bolt_logger() -> logging.Logger:
 # Libraries that log every request's full URL at INFO: vendor search URLs carry emails and
 # phone numbers in their query strings, so they only speak up for warnings.
 URL_LOGGERS = ("httpx", "httpcore", "urllib3", "slack_sdk", "alembic.runtime.migration")
+# Alembic names each of its plugins at INFO when first imported: in the CLI, after logging is
+# configured (bot.cli imports what a command needs when the command runs).
+CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in URL_LOGGERS:
+    for name in URL_LOGGERS + CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -35,6 +35,29 @@ def test_help_lists_every_command_with_a_description(tmp_path) -> None:
     assert {"run", "db upgrade", "audit verify"} <= {words for words, *_ in COMMANDS}
 
 
+def test_help_and_usage_errors_import_no_heavy_library(tmp_path) -> None:
+    # `--help` and a mistyped command need only argparse: bot.cli imports what a command needs
+    # when it runs, so none of these may be loaded before one does.
+    heavy = ("sqlalchemy", "alembic", "sqlmodel", "slack_sdk", "slack_bolt", "pydantic_settings",
+             "cryptography")
+    script = (
+        "import sys\n"
+        "from bot.cli import main\n"
+        "for argv in (['--help'], ['audit', 'export', '--help'], ['no-such-command']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print('imported:', *[m for m in {heavy!r} if m in sys.modules], file=sys.stderr)\n"
+    )
+    environment = child_env("DSR_", "DATABASE_")
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert "usage: dsr-desk" in result.stdout and "invalid choice: 'no-such-command'" in result.stderr
+    assert result.stderr.splitlines()[-1] == "imported:"
+
+
 def test_upgrade_then_verify_then_tamper(tmp_path) -> None:
     upgraded = dsr_desk("db", "upgrade", cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
