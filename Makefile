@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python -m bench.scheduled_jobs
 	$(BIN)/python -m bench.export_memory
 	$(BIN)/python -m bench.request_lists
+	$(BIN)/python -m bench.cli_startup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
