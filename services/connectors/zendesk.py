@@ -52,13 +52,23 @@ from services.connectors.http import Limits, VendorError, VendorHTTP, error_from
 from services.subjects import Identifier
 from storage.models import IdentifierKind, PlanAction, RequestType
 
-BULK = 100  # ids per bulk call, Zendesk's limit
+# Ids per bulk call: Bulk Delete Tickets and Bulk Permanently Delete Tickets take "a
+# comma-separated list of up to 100 ticket ids"; so do the show_many reads.
+BULK = 100
 SEARCH_PAGE = 100  # Search Users: "per_page" at most 100
 SEARCH_RESULTS_LIMIT = 1_000  # no search returns more (Search API, "Results limit")
-# Bulk jobs in flight at once: Zendesk refuses more than 30 queued per account (TooManyJobs)
-# and keeps the last 100 job statuses for an hour; 10 leaves room for the account's other users.
+# Bulk jobs in flight at once. "Only a certain number of jobs can be queued or running at the
+# same time" (Bulk Delete Tickets; Rate limits, "Job limit": 30 in an account), and Zendesk
+# logs the last 100 jobs, each for an hour (Job Statuses). 10 (1,000 tickets a wave) leaves the
+# account's other users most of the 30; one show_many reads them all.
 MAX_JOBS = 10
-FIRST_POLL = 0.5  # seconds before a job's status is first read; doubles up to poll_seconds
+# Job status reads: the first FIRST_POLL seconds after the jobs were submitted, the delay then
+# growing by POLL_GROWTH while no job finishes, up to the connector's poll_seconds.
+FIRST_POLL = 0.5
+POLL_GROWTH = 1.5
+# A wait handed to the engine lasts until a worker looks again (`dsr-desk worker` idles 2 s, the
+# bot's execute job runs every 2 s): the delays up to this are slept in the step instead.
+INLINE_POLL = 2.0
 RELATIONS = ("requester", "cc", "assignee")  # search keywords for the subject's tickets
 TICKETS = "zendesk/tickets/"  # where exported tickets go in the archive
 REDACTION_MARK = "\u2587"  # what Zendesk shows in place of each redacted character
@@ -87,6 +97,7 @@ class ZendeskConnector:
         self.http = VendorHTTP(client, vendor=self.label, base_url=base_url.rstrip("/") + "/api/v2",
                                auth=httpx.BasicAuth(f"{email}/token", token), limits=limits,
                                sleep=sleep)
+        self.sleep = sleep
         self.poll_seconds = poll_seconds
         self.unclosed_recheck_seconds = unclosed_recheck_seconds
 
@@ -576,38 +587,21 @@ class ZendeskConnector:
 
     def _bulk_delete(self, cp: dict, path: str,
                      present: Callable[[list[int]], list[int]] | None) -> Outcome:
-        """Delete `cp["pending"]` in batches of 100, up to MAX_JOBS jobs side by side, their
-        statuses read in one call, at a delay that starts short and grows. A batch counts only
-        once read back: soft deletions no longer shown by show_many, permanent ones each
-        reported a success by the job (Zendesk has no read of a purged ticket). A re-run after
-        a crash may submit a batch again: its ids are then "not found", which counts as done."""
+        """Delete `cp["pending"]` in batches of BULK, up to MAX_JOBS jobs side by side. Each run
+        does one thing and returns it to the engine, which records it before the next run:
+        submit one batch (so a job submitted is in the checkpoint before anything else
+        happens), or, when no batch is left to submit or no room, read every job's status in
+        one show_many, after a short delay that grows while no job finishes (`_poll_wait`).
+
+        A batch counts only once read back: soft deletions no longer shown by show_many,
+        permanent ones each reported a success by the job (Zendesk has no read of a purged
+        ticket). A job Zendesk no longer shows is submitted again. A batch is submitted twice
+        only when the answer is lost (VendorHTTP sends the DELETE again) or the worker dies
+        before the engine records it: its ids are then "not found", which counts as done."""
         pending, deleted, jobs = list(cp["pending"]), list(cp["deleted"]), dict(cp.get("jobs", {}))
+        polls = cp.get("polls", 0)  # status reads of these jobs in which none finished
         verified: list[Verified] = []
-        if jobs:
-            statuses = self._json("GET", "/job_statuses/show_many",
-                                  params={"ids": ",".join(jobs)}).get("job_statuses", [])
-            for job_id in set(jobs) - {job["id"] for job in statuses}:
-                pending += jobs.pop(job_id)  # Zendesk keeps job statuses for an hour: again
-            for job in statuses:
-                if job["id"] not in jobs or job["status"] in ("queued", "working"):
-                    continue
-                batch = jobs.pop(job["id"])
-                failed = [r for r in job.get("results") or [] if r.get("success") is False and
-                          "not found" not in str(r.get("errors", "")).lower()]
-                if job["status"] != "completed" or failed:
-                    return Failed(f"{self.label} job {job['id']} ended {job['status']}; "
-                                  f"{len(failed)} of {len(batch)} deletions failed")
-                if present is not None:
-                    still_there = present(batch)
-                    if still_there:
-                        return Failed(f"{self.label} job {job['id']} reported success, but "
-                                      f"{len(still_there)} of {len(batch)} tickets are still "
-                                      f"there (#{still_there[0]}…) when read back")
-                note = ("deleted: no longer shown (show_many) when read back" if present
-                        else "permanently deleted: the job reported it")
-                deleted += batch
-                verified += [Verified("ticket", str(i), note) for i in batch]
-        while pending and len(jobs) < MAX_JOBS:
+        if pending and len(jobs) < MAX_JOBS:
             batch, pending = pending[:BULK], pending[BULK:]
             response = self.http.call("DELETE", path, params={"ids": ",".join(map(str, batch))},
                                       ok=(200, 404))
@@ -616,16 +610,60 @@ class ZendeskConnector:
                 verified += [Verified("ticket", str(i), "gone already (404)") for i in batch]
             else:
                 jobs[response.json()["job_status"]["id"]] = batch
-        polls = cp.get("polls", 0) + 1 if jobs else 0
+        elif jobs:
+            seconds, inline = self._poll_wait(polls)
+            if inline:
+                self.sleep(seconds)  # else the engine waited (Waiting) before this run
+            statuses = self._json("GET", "/job_statuses/show_many",
+                                  params={"ids": ",".join(jobs)}).get("job_statuses", [])
+            before = len(jobs)
+            for job_id in set(jobs) - {job["id"] for job in statuses}:
+                pending += jobs.pop(job_id)  # Zendesk keeps job statuses for an hour: again
+            for job in statuses:
+                if job["id"] not in jobs or job["status"] in ("queued", "working"):
+                    continue
+                batch = jobs.pop(job["id"])
+                failed = [r for r in job.get("results") or [] if r.get("success") is False and
+                          "not found" not in str(r.get("errors", "")).lower()]
+                # A person's retry submits this batch anew (its job would only fail again)
+                # and reads the other jobs again.
+                again = {**cp, "pending": list(cp["pending"]) + batch, "polls": 0,
+                         "jobs": {k: v for k, v in cp["jobs"].items() if k != job["id"]}}
+                if job["status"] != "completed" or failed:
+                    return Failed(f"{self.label} job {job['id']} ended {job['status']}; "
+                                  f"{len(failed)} of {len(batch)} deletions failed", again)
+                if present is not None:
+                    still_there = present(batch)
+                    if still_there:
+                        return Failed(f"{self.label} job {job['id']} reported success, but "
+                                      f"{len(still_there)} of {len(batch)} tickets are still "
+                                      f"there (#{still_there[0]}…) when read back", again)
+                note = ("deleted: no longer shown (show_many) when read back" if present
+                        else "permanently deleted: the job reported it")
+                deleted += batch
+                verified += [Verified("ticket", str(i), note) for i in batch]
+            # The delay grows while nothing finishes, holds while jobs finish, and starts
+            # again for the next wave.
+            polls = 0 if not jobs else polls if len(jobs) < before else polls + 1
         checkpoint = {"pending": pending, "deleted": deleted, "jobs": jobs, "polls": polls}
-        if jobs:
-            delay = min(self.poll_seconds, FIRST_POLL * 2 ** (polls - 1))
-            total = len(deleted) + len(pending) + sum(map(len, jobs.values()))
-            return Waiting(checkpoint, delay, f"{self.label}: deleting {total} ticket(s) in "
-                           f"bulk jobs of {BULK}", verified=tuple(verified))
-        if pending:
-            return Continue(checkpoint, note=f"{len(deleted)} deleted", verified=tuple(verified))
+        total = len(deleted) + len(pending) + sum(map(len, jobs.values()))
+        note = f"{self.label}: deleting {total} ticket(s) in bulk jobs of {BULK}"
+        if jobs and not (pending and len(jobs) < MAX_JOBS):  # the next run reads statuses
+            seconds, inline = self._poll_wait(polls)
+            if not inline:
+                return Waiting(checkpoint, seconds, note, verified=tuple(verified))
+        if jobs or pending:
+            return Continue(checkpoint, note=f"{len(deleted)} of {total} deleted",
+                            verified=tuple(verified))
         return Done({"deleted": deleted, "count": len(deleted)}, verified=tuple(verified))
+
+    def _poll_wait(self, polls: int) -> tuple[float, bool]:
+        """The delay before a job status read that follows `polls` reads in which no job
+        finished, and whether the step sleeps it itself: FIRST_POLL, growing by POLL_GROWTH up
+        to poll_seconds. Only the first, short ones are slept in the step (at most INLINE_POLL
+        each, so a job that never ends cannot hold a worker); later ones go to the engine."""
+        grown = FIRST_POLL * POLL_GROWTH ** polls
+        return min(self.poll_seconds, grown), grown <= INLINE_POLL
 
     def _step_delete_users(self, run: StepRun, users: list[int], cp: dict) -> Outcome:
         verified = []

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from services.connectors.base import Continue, Failed, RequestSpec
+from services.connectors.base import Continue, Done, Failed, RequestSpec, StepRun, Waiting
 from services.connectors.http import Limits, VendorError
 from services.connectors.zendesk import ZendeskConnector
 from services.sandbox.server import serve
@@ -255,3 +255,81 @@ def test_a_search_finds_every_namesake_page_after_page(sandbox, connector) -> No
     found = connector.search_subjects([Identifier(K.NAME, "Ada Lovelace")])
     assert len({m.record_id for m in found}) == 250
     assert calls(sandbox, "GET /api/v2/users/search") == 3
+
+
+def deletion_runs(sandbox: ZendeskSandbox, tickets: list[int], *, poll_seconds: float = 5.0,
+                  checkpoint: dict | None = None) -> tuple[list, list[float]]:
+    """The delete_tickets step run after run, as the engine would: (outcome, calls it made)
+    for each run, and the seconds the step slept itself."""
+    slept: list[float] = []
+    runs = []
+    with serve(sandbox.wsgi) as running, httpx.Client() as client:
+        connector = ZendeskConnector(client, running.url, email="agent@example.com",
+                                     token="sandbox-token", limits=Limits(attempts=2),
+                                     sleep=slept.append, poll_seconds=poll_seconds)
+        bare = RequestSpec("DSR-000007", RequestType.ERASURE, ())
+        for _ in range(50):
+            before = dict(sandbox.traffic.stats.calls)
+            outcome = connector.run_step(StepRun("delete_tickets", {"tickets": tickets},
+                                                 checkpoint, bare, {}, MemorySink()))
+            made = [call for call, n in sandbox.traffic.stats.calls.items()
+                    for _ in range(n - before.get(call, 0))]
+            runs.append((outcome, made))
+            if isinstance(outcome, (Done, Failed)):
+                return runs, slept
+            checkpoint = outcome.checkpoint
+    raise AssertionError("the deletion did not finish")
+
+
+def test_bulk_jobs_go_side_by_side_each_recorded_before_the_next_call(sandbox) -> None:
+    """One batch submitted per run, its job in the checkpoint the run returns (the engine
+    records it before the next call); then all the jobs read in one show_many at a short delay
+    that grows while none finishes (the stand-in completes a job on its second read)."""
+    user = subject(sandbox, tickets=250)
+    ids = sorted(t["id"] for t in sandbox.state.tickets.values() if t["requester_id"] == user["id"])
+    runs, slept = deletion_runs(sandbox, ids)
+    submitted = runs[:3]
+    for number, (outcome, made) in enumerate(submitted, start=1):
+        assert isinstance(outcome, Continue)
+        assert [call.removesuffix(".json") for call in made] == \
+            ["DELETE /api/v2/tickets/destroy_many"]  # one submission, nothing after it
+        assert len(outcome.checkpoint["jobs"]) == number
+    jobs = set(submitted[-1][0].checkpoint["jobs"])
+    reads = [made for _, made in runs[3:]]
+    assert [r[0].removesuffix(".json") for r in reads] == \
+        ["GET /api/v2/job_statuses/show_many"] * 2  # every job in each read
+    assert calls(sandbox, "GET /api/v2/tickets/show_many") == 3  # read back, 100 a call
+    assert slept == [0.5, 0.75]  # not a fixed poll of 5 s
+    done = runs[-1][0]
+    assert isinstance(done, Done) and done.summary["count"] == 250
+    assert {v.record_id for v in done.verified} == {str(i) for i in ids}
+    assert jobs == {job.id for job in sandbox.state.jobs.values()}  # none sent twice
+
+
+def test_a_slow_job_is_polled_in_the_step_briefly_then_by_the_engine() -> None:
+    """Short delays are slept in the step; once the delay passes 2 s the engine waits
+    (Waiting), up to poll_seconds: a job that never ends does not hold a worker."""
+    slow = ZendeskSandbox(seed=3, people=6, requests_per_minute=None, job_polls=7)
+    user = subject(slow, tickets=2)
+    ids = sorted(t["id"] for t in slow.state.tickets.values() if t["requester_id"] == user["id"])
+    runs, slept = deletion_runs(slow, ids, poll_seconds=3)
+    assert slept == [0.5, 0.75, 1.125, 1.6875]
+    assert [o.seconds for o, _ in runs if isinstance(o, Waiting)] == [2.53125, 3, 3]
+    assert isinstance(runs[-1][0], Done) and runs[-1][0].summary["count"] == 2
+
+
+def test_a_failed_job_is_submitted_anew_by_the_retry(sandbox) -> None:
+    """A job that ended `failed` fails the step, and a person's retry starts from a checkpoint
+    that submits its batch again instead of reading the failed job again."""
+    user = subject(sandbox, tickets=150)
+    ids = sorted(t["id"] for t in sandbox.state.tickets.values() if t["requester_id"] == user["id"])
+    sandbox.fail_next_job("Failed: backend unavailable")
+    runs, _ = deletion_runs(sandbox, ids)
+    failed = runs[-1][0]
+    assert isinstance(failed, Failed) and "ended failed" in failed.reason
+    assert sorted(failed.checkpoint["pending"]) == ids[:100]  # the failed job's batch
+    assert len(failed.checkpoint["jobs"]) == 1  # the other job, read again on the retry
+    runs, _ = deletion_runs(sandbox, ids, checkpoint=failed.checkpoint)
+    assert isinstance(runs[-1][0], Done) and runs[-1][0].summary["count"] == 150
+    assert not [t for t in sandbox.state.tickets.values()
+                if t["requester_id"] == user["id"] and t["id"] not in sandbox.state.deleted_tickets]

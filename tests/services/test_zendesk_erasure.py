@@ -254,3 +254,46 @@ def test_a_ticket_filed_after_the_review_is_added_by_a_review_again(world, sessi
     assert sandbox.traffic.stats.calls["DELETE /api/v2/tickets/destroy_many"] == destroyed
     assert cast["ada"]["id"] in sandbox.state.purged_user_ids
     assert ADA_PHONE not in json.dumps(sandbox.snapshot())
+
+
+class WorkerDied(BaseException):
+    """The worker process ends where it stands (not an error any step handles)."""
+
+
+def test_a_worker_dying_after_a_bulk_submission_never_submits_that_batch_again(
+        world, session_factory) -> None:
+    """Each bulk job is in the step's recorded checkpoint before the next vendor call: a worker
+    that dies at that call leaves the jobs it submitted to the next worker, which reads them
+    instead of sending their batches again."""
+    connectors, sandbox, clock = world
+    ada = sandbox.add_user("Ada Lovelace", email=ADA, phone=ADA_PHONE)
+    for n in range(250):  # three batches of at most 100
+        sandbox.add_ticket(ada["id"], subject=f"Order {n}", description="x", status="closed")
+    request_id = file_request(session_factory, connectors, clock, RequestType.ERASURE, ADA,
+                              systems=("zendesk",))
+    http = connectors("zendesk", True).http
+    call = http.call
+
+    def dies_after_the_second_submission(method, path, **kwargs):
+        if sandbox.traffic.stats.calls["DELETE /api/v2/tickets/destroy_many"] == 2:
+            raise WorkerDied
+        return call(method, path, **kwargs)
+
+    http.call = dies_after_the_second_submission
+    with pytest.raises(WorkerDied):
+        run_until_settled(session_factory, connectors, clock, [request_id])
+    del http.call
+    with session_factory() as session:
+        step = session.exec(select(ExecutionStep).where(
+            ExecutionStep.request_id == request_id,
+            ExecutionStep.action == "delete_tickets")).one()
+    assert step.status == "running" and len(step.checkpoint["jobs"]) == 2  # both recorded
+
+    clock.advance(seconds=121)  # its lease runs out: another worker takes the step over
+    run_until_settled(session_factory, connectors, clock, [request_id])
+    with session_factory() as session:
+        assert session.get(DsrRequest, request_id).status == RequestStatus.COMPLETED
+    assert sandbox.traffic.stats.calls["DELETE /api/v2/tickets/destroy_many"] == 3
+    assert sandbox.traffic.stats.calls["DELETE /api/v2/deleted_tickets/destroy_many"] == 3
+    assert ada["id"] in sandbox.state.purged_user_ids
+    assert ADA_PHONE not in json.dumps(sandbox.snapshot())
