@@ -98,7 +98,8 @@ class Settings(BaseSettings):
 
     poll_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="DSR_POLL_SECONDS",
-        description="How often a step waiting on a vendor job polls it.",
+        description="The longest delay between two polls of a vendor job (Zendesk jobs are read "
+                    "sooner at first: 0.5 s, growing while none finishes).",
     )
 
     reminder_days: str = Field(
