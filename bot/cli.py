@@ -396,6 +396,11 @@ def cmd_jobs_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         core = build_core(settings, clock=clock)
         scheduler = Scheduler(core.jobs, speed=args.clock_speed if clock else 1.0)
+    if clock and args.clock_anchor_from_stdin:
+        # Ready: the rehearsal starts when told (its anchor, a Unix time, on a line of stdin),
+        # so processes that took their own time to start still run one simulated day in step.
+        print(f"scheduler {core.jobs.owner}: ready", flush=True)
+        clock.anchor = float(sys.stdin.readline())
     scheduler.start()
     print(f"scheduler {core.jobs.owner}: running {', '.join(scheduler.job_names)}", flush=True)
     until = datetime.fromisoformat(args.clock_until) if args.clock_until else None
@@ -434,6 +439,7 @@ def _jobs_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--clock-until", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--clock-anchor-from-stdin", action="store_true", help=argparse.SUPPRESS)
 
 
 def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -32,7 +32,7 @@ APPROVALS, DIGEST = "C0APPROVALS", "C0MANAGERS"
 PLAN = {1: ["due:1d"], 3: ["due:3d"], 4: ["due:7d", "due:3d"], 8: ["due:7d"], 20: []}
 
 
-def scheduler(database_url: str, slack_url: str, data_dir: Path, anchor: float) -> subprocess.Popen:
+def scheduler(database_url: str, slack_url: str, data_dir: Path) -> subprocess.Popen:
     env = child_env("DSR_", "DATABASE_", "SLACK_")
     env.update({"PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "DSR_DATA_DIR": str(data_dir),
                 "SLACK_BOT_TOKEN": "xoxb-two", "SLACK_API_URL": f"{slack_url}/api/",
@@ -41,8 +41,19 @@ def scheduler(database_url: str, slack_url: str, data_dir: Path, anchor: float) 
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "jobs", "serve", "--seconds", "60",
          "--clock-start", START.isoformat(), "--clock-speed", str(SPEED),
-         "--clock-anchor", str(anchor), "--clock-until", (START + timedelta(hours=23)).isoformat()],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--clock-anchor-from-stdin", "--clock-until", (START + timedelta(hours=23)).isoformat()],
+        env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+
+def ready(process: subprocess.Popen) -> str:
+    """What the process printed up to its "ready" line (it then waits for its clock's anchor)."""
+    lines = []
+    while not (lines and lines[-1].endswith(": ready\n")):
+        line = process.stdout.readline()
+        assert line, "".join(lines)  # it ended before it was ready
+        lines.append(line)
+    return "".join(lines)
 
 
 @pytest.mark.postgres
@@ -72,9 +83,13 @@ def test_two_scheduler_processes_post_each_reminder_and_the_digest_once(
                             transition(session, request, status, actor="U_APP", at=START)
                     threads[ts] = (days, owed if isinstance(owed, list) else [owed])
 
-            anchor = time.time() + 2  # both processes start the simulated day together
-            processes = [scheduler(database_url, slack_server.url, tmp_path, anchor) for _ in range(2)]
-            outputs = [p.communicate(timeout=90)[0] for p in processes]
+            processes = [scheduler(database_url, slack_server.url, tmp_path) for _ in range(2)]
+            # Both start the simulated day together once both are ready, however long their
+            # start-up took on a busy machine.
+            readies = [ready(p) for p in processes]
+            anchor = time.time()
+            outputs = [r + p.communicate(f"{anchor}\n", timeout=120)[0]
+                       for r, p in zip(readies, processes, strict=True)]
             assert [p.returncode for p in processes] == [0, 0], outputs
 
             for ts, (days, owed) in threads.items():
