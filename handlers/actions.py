@@ -12,7 +12,14 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import AFTER_ACK, acknowledge, deps_of, hand_over, replies_errors
+from handlers.deps import (
+    AFTER_ACK,
+    acknowledge,
+    deps_of,
+    hand_over,
+    opens_a_modal,
+    replies_errors,
+)
 from handlers.edge import field_value
 from handlers.ids import Action, Block, Callback
 from handlers.messages import post_in_thread, refresh_request_message
@@ -114,7 +121,7 @@ def register(app: App) -> None:
     app.action(Action.SEND_EXPORT)(ack=acknowledge, lazy=[send_export])
     app.action(Action.SEND_RECORD)(ack=acknowledge, lazy=[send_record])
     app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
-    app.action(Action.REJECT)(ack=acknowledge, lazy=[reject])
+    app.action(Action.REJECT)(opens_a_modal(reject))
     app.view(Callback.REJECT_REASON)(ack=submit_rejection, lazy=[announce_rejection])
     app.action(Action.RETRY)(ack=acknowledge, lazy=[retry])
-    app.action(Action.NEW_REQUEST)(ack=acknowledge, lazy=[new_request])
+    app.action(Action.NEW_REQUEST)(opens_a_modal(new_request))

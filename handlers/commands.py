@@ -1,7 +1,8 @@
 """The `/dsr` slash command: one table of subcommands, which also writes the help.
 
-Each subcommand answers in the acknowledgement (`answer`); the slow ones (opening the form,
-asking every system, making a record or a CSV) finish after it (`after`, a bolt lazy listener
+Each subcommand answers in the acknowledgement (`answer`; `new` opens its form there, as the
+trigger_id it needs lasts only 3 s); the slow ones (asking every system, making a record or a
+CSV) finish after it (`after`, a bolt lazy listener
 run from the inbox: bot.inbox)."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Typed:
     user: str
     rest: str  # what follows the subcommand
     trigger_id: str
+    client: WebClient
 
     @property
     def reference(self) -> str:
@@ -68,7 +70,14 @@ def _reply(ack: Ack, message: str, **extra: Any) -> None:
 # What each subcommand says in the ack
 
 def _new(typed: Typed, ack: Ack) -> None:
-    ack()  # the form opens after the ack (it needs the jurisdictions read)
+    """The form opens in this request, before the (empty) ack is sent: Slack's trigger_id lasts
+    3 s, which a busy machine could spend before the background process got to it."""
+    deps = typed.deps
+    deps.service.policy.require(deps.service.policy.is_requester(typed.user),
+                                "file data subject requests")
+    typed.client.views_open(trigger_id=typed.trigger_id,
+                            view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
+    ack()
 
 
 def _list(typed: Typed, ack: Ack) -> None:
@@ -135,14 +144,6 @@ def _help(typed: Typed, ack: Ack) -> None:
 
 # What the slow ones do after it
 
-def _open_form(typed: Typed, client: WebClient, respond: Respond) -> None:
-    deps = typed.deps
-    deps.service.policy.require(deps.service.policy.is_requester(typed.user),
-                                "file data subject requests")
-    client.views_open(trigger_id=typed.trigger_id,
-                      view=intake_modal(deps.jurisdictions(), deps.systems).to_dict())
-
-
 def _wants_csv(rest: str) -> bool:
     return rest.lower().endswith(" csv") or rest.lower() == "csv"
 
@@ -184,7 +185,7 @@ def _send_record(typed: Typed, client: WebClient, respond: Respond) -> None:
 
 ANYONE = "anyone with a DSR Desk role"
 SUBCOMMANDS = {c.word: c for c in (
-    Subcommand("new", "", "file a request (opens a form)", ANYONE, _new, _open_form),
+    Subcommand("new", "", "file a request (opens a form)", ANYONE, _new),
     Subcommand("list", "[open|status] [type] [mine|awaiting|overdue|due-soon] [from YYYY-MM-DD] "
                "[to YYYY-MM-DD] [csv]", "requests, 20 a page with the total; `csv` sends them "
                "all as a file by DM", ANYONE, _list, _list_csv, after_if=_wants_csv),
@@ -220,8 +221,8 @@ def help_blocks(problem: str | None = None) -> list:
 
 
 @replies_errors
-def dsr(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
-    typed, subcommand = _typed(command, context)
+def dsr(ack: Ack, command: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    typed, subcommand = _typed(command, client, context)
     if subcommand is None:
         word = text(command.get("text")).partition(" ")[0]
         ack(response_type="ephemeral", text="DSR Desk help",
@@ -241,17 +242,18 @@ def dsr(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
 @replies_errors
 def after_ack(command: dict[str, Any], client: WebClient, respond: Respond,
               context: BoltContext) -> None:
-    typed, subcommand = _typed(command, context)
+    typed, subcommand = _typed(command, client, context)
     if subcommand is not None and subcommand.after is not None:
         subcommand.after(typed, client, respond)
 
 
-def _typed(command: dict[str, Any], context: BoltContext) -> tuple[Typed, Subcommand | None]:
+def _typed(command: dict[str, Any], client: WebClient,
+           context: BoltContext) -> tuple[Typed, Subcommand | None]:
     """The command as Typed, and its subcommand (an empty one is `help`; None if unknown): the
     one place the command's text is read."""
     word, _, rest = text(command.get("text")).partition(" ")
     typed = Typed(deps_of(context), command["user_id"], rest.strip(),
-                  text(command.get("trigger_id")))
+                  text(command.get("trigger_id")), client)
     return typed, SUBCOMMANDS.get(word.lower() or "help")
 
 

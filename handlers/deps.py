@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,24 @@ def hand_over(context: BoltContext, **values: str) -> None:
 def acknowledge(ack: Ack) -> None:
     """The acknowledgement of a listener whose work runs after it (bolt's `lazy=[...]`)."""
     ack()
+
+
+def opens_a_modal(listener: Callable[..., Any]) -> Callable[..., Any]:
+    """For a click whose answer is a modal: it is opened in the click's own request, after the
+    ack (sent once this returns), not by the background process. Slack's trigger_id lasts 3 s,
+    which a busy machine can spend before the background process gets to it: the person would
+    click and see nothing."""
+    wanted = set(inspect.signature(listener).parameters)
+
+    def run(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any,
+            context: BoltContext) -> None:
+        ack()
+        given = {"body": body, "action": action, "client": client, "respond": respond,
+                 "context": context}
+        listener(**{name: value for name, value in given.items() if name in wanted})
+
+    run.__name__ = listener.__name__
+    return run
 
 
 def replies_errors(listener: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from slack_bolt import App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from handlers.deps import Deps, acknowledge, deps_of, replies_errors
+from handlers.deps import Deps, acknowledge, deps_of, opens_a_modal, replies_errors
 from handlers.edge import parse_day, text
 from handlers.ids import Action
 from handlers.views.common import TYPE_LABELS, as_dicts, escape
@@ -159,6 +159,6 @@ def send_csv(deps: Deps, client: WebClient, user: str, words: str) -> None:
 
 def register(app: App) -> None:
     app.action(re.compile(f"^{Action.LIST_PAGE}:"))(ack=acknowledge, lazy=[turn_page])
-    app.action(re.compile(f"^{Action.LIST_OPEN}:"))(ack=acknowledge, lazy=[open_list])
+    app.action(re.compile(f"^{Action.LIST_OPEN}:"))(opens_a_modal(open_list))
     app.action(Action.LIST_CSV)(ack=acknowledge, lazy=[send_csv_button])
 

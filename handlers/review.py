@@ -15,6 +15,7 @@ from handlers.deps import (
     acknowledge,
     deps_of,
     hand_over,
+    opens_a_modal,
     replies_errors,
     replies_in_modal,
 )
@@ -156,7 +157,7 @@ def review_again(body: dict[str, Any], action: dict[str, Any], client: WebClient
 
 def register(app: App) -> None:
     app.view(Callback.REVIEW_PLAN)(ack=submit_plan, lazy=[announce_plan])
-    app.action(Action.REVIEW_PLAN)(ack=acknowledge, lazy=[open_review])
+    app.action(Action.REVIEW_PLAN)(opens_a_modal(open_review))
     app.action(Action.REVIEW_AGAIN)(ack=acknowledge, lazy=[review_again])
     app.action(Action.PLAN_LINE)(ack=acknowledge, lazy=[change_line])
     app.action(Action.PLAN_GROUP)(ack=acknowledge, lazy=[change_group])
