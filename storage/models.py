@@ -115,15 +115,19 @@ class DsrRequest(SQLModel, table=True):
     __table_args__ = (
         # The deadline sweeps and the digest read open requests by effective deadline: a
         # partial index keeps them fast however many closed requests accumulate.
-        # status leads, so that the planner prefers it to the plain status index.
+        # status leads, so that the planner prefers it to the plain status index; type and the
+        # deadlines follow, so that the digest counts open requests from the index alone.
         sa.Index("ix_dsr_request_open_due", "status", sa.text("coalesce(extended_due_on, due_on)"),
+                 "type", "due_on", "extended_due_on",
                  sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
                  postgresql_where=sa.text(f"status IN {OPEN_STATUSES}")),
         sa.Index("ix_dsr_request_unacknowledged", "status", "ack_due_on",
                  sqlite_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}"),
                  postgresql_where=sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")),
-        # The digest reads the requests completed in the last 30 days.
-        sa.Index("ix_dsr_request_status_closed_at", "status", "closed_at"),
+        # The digest reads the requests closed in the last 30 days by day: their deadlines and
+        # the hours they took come from the index alone.
+        sa.Index("ix_dsr_request_closed", "status", "closed_at", "received_at", "due_on",
+                 "extended_due_on"),
         # Retention looks only at closed requests it has not handled yet.
         sa.Index("ix_dsr_request_exports_kept", "closed_at",
                  sqlite_where=sa.text("exports_purged_at IS NULL AND closed_at IS NOT NULL"),

@@ -1,16 +1,19 @@
-"""The managers' daily digest. Every figure is a SQL aggregate (counts grouped by day, by
-deadline, by hours taken), so neither time nor memory grows with the requests closed long ago.
+"""The managers' daily digest. Every figure is computed by the database (counts by day, by
+deadline, by status and type; the percentiles of hours taken over their histogram), read from
+indexes alone (storage.models: the open requests' partial index, the closed requests' index), so
+neither time nor memory grows with the requests closed long ago.
 
-Local days are worked out in SQL by comparing with the window's local midnights, computed here
-with zoneinfo: exact across daylight-saving changes, and the same SQL on SQLite and PostgreSQL,
-whose time-zone functions differ.
+Local days are the window's local midnights, computed here with zoneinfo and bound as a table of
+days: each day's count is an index range between two midnights, exact across daylight-saving
+changes, and the same SQL on SQLite and PostgreSQL, whose time-zone functions differ.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -26,6 +29,7 @@ from storage.models import (
     format_reference,
 )
 from storage.queries import EFFECTIVE_DUE
+from storage.types import UTCDateTime
 
 WINDOW_DAYS = 30
 DUE_SOON_DAYS = 14  # the chart's look ahead; the text counts the next 7 days
@@ -90,133 +94,157 @@ def local_day_due(now: datetime, zone: ZoneInfo, at: time) -> date | None:
 
 
 def build(session: Session, *, now: datetime, zone: ZoneInfo) -> Digest:
+    """The figures as of `now`, days counted in `zone`: six statements, each built once (per
+    dialect) and bound here to the window's dates, none reading more than bounded rows back."""
     today = now.astimezone(zone).date()
     days = [today - timedelta(days=n) for n in range(WINDOW_DAYS - 1, -1, -1)]
-    since = datetime.combine(days[0], time(), zone)
-    open_counts = {(str(status), str(kind)): count for status, kind, count in session.exec(
-        select(DsrRequest.status, DsrRequest.type, sa.func.count())
-        .where(IS_OPEN).group_by(DsrRequest.status, DsrRequest.type))}
-    opened = _opened(session, days, zone, since)
-    closed, completed, on_time = _closed(session, days, zone, since)
-    due = _due(session, today)
-    hours = _hours_to_complete(session, since)
+    midnights = [datetime.combine(day, time(), zone) for day in (*days, today + timedelta(days=1))]
+    params = {"day_ago": now - timedelta(days=1), "soon": today + timedelta(days=DUE_SOON_DAYS),
+              **{f"day{n}": day for n, day in enumerate(days)},
+              **{f"midnight{n}": midnight for n, midnight in enumerate(midnights)}}
+    dialect = session.get_bind().dialect.name
+
+    def run(statement: sa.Select[Any]) -> sa.CursorResult[Any]:
+        return session.connection().execute(statement, params)
+
+    open_counts = {(str(status), str(kind)): n for status, kind, n in run(_open_counts())}
+    counts = [_Counts(*row) for row in run(_day_counts())]
+    due: dict[date, int] = dict(run(_due()).all())
+    median_hours, p90_hours = run(_percentile_hours(dialect)).one()
     head = audit_anchor.head(session)
     return Digest(
         day=today,
         open_counts=open_counts,
         due_next_7_days=sum(n for day, n in due.items() if today <= day <= today + timedelta(days=7)),
         overdue=sum(n for day, n in due.items() if day < today),
-        completed_last_24h=session.exec(
-            select(sa.func.count()).select_from(DsrRequest)
-            .where(DsrRequest.status == RequestStatus.COMPLETED,
-                   DsrRequest.closed_at >= now - timedelta(hours=24))).one(),
-        completed_30_days=sum(completed.values()),
-        median_days=_percentile_days(hours, 0.5),
-        p90_days=_percentile_days(hours, 0.9),
-        completed_on_time=sum(on_time.values()),
-        awaiting_approval=_awaiting_approval(session, now),
-        series=_series(days, opened, closed, completed, on_time, sum(open_counts.values())),
+        completed_last_24h=run(_completed_since()).scalar_one(),
+        completed_30_days=sum(c.completed for c in counts),
+        median_days=None if median_hours is None else round(median_hours / 24, 1),
+        p90_days=None if p90_hours is None else round(p90_hours / 24, 1),
+        completed_on_time=sum(c.on_time for c in counts),
+        awaiting_approval=[(format_reference(request_id), round((now - at).total_seconds() / 86400, 1))
+                           for request_id, at in run(_awaiting_approval())],
+        series=_series(counts, sum(open_counts.values())),
         due_soon=[(day, due.get(day, 0))
                   for day in (today + timedelta(days=n) for n in range(DUE_SOON_DAYS))],
         chain_head=(head.seq, head.hash) if head else None,
     )
 
 
-def _local_day(column: sa.ColumnElement[datetime], days: list[date],
-               zone: ZoneInfo) -> sa.ColumnElement[date]:
-    """The local day of `column` within `days` (NULL outside), in SQL."""
-    return sa.case(*((column < datetime.combine(day + timedelta(days=1), time(), zone),
-                      sa.literal(day, sa.Date)) for day in days), else_=sa.null())
+def _on(name: str) -> sa.BindParameter[date]:
+    return sa.bindparam(name, type_=sa.Date)
 
 
-def _opened(session: Session, days: list[date], zone: ZoneInfo, since: datetime) -> Counter[date]:
-    received = (select(_local_day(DsrRequest.received_at, days, zone).label("day"))
-                .where(DsrRequest.received_at >= since).subquery())
-    return Counter(dict(session.exec(select(received.c.day, sa.func.count())
-                                     .group_by(received.c.day)).all()))
+def _at(name: str) -> sa.BindParameter[datetime]:
+    return sa.bindparam(name, type_=UTCDateTime)
 
 
-def _closed(session: Session, days: list[date], zone: ZoneInfo,
-            since: datetime) -> tuple[Counter[date], Counter[date], Counter[date]]:
-    """Per local day: requests closed (completed, rejected or canceled: they leave the backlog),
-    those completed, and those completed on or before their deadline day."""
-    rows = (select(_local_day(DsrRequest.closed_at, days, zone).label("day"),
-                   DsrRequest.status, EFFECTIVE_DUE.label("due"))
-            # status first: the (status, closed_at) index
-            .where(DsrRequest.status.in_(CLOSED_STATUSES), DsrRequest.closed_at >= since).subquery())
-    is_completed = rows.c.status == RequestStatus.COMPLETED
-    closed, completed, on_time = Counter(), Counter(), Counter()
-    for day, all_, done, in_time in session.exec(
-        select(rows.c.day, sa.func.count(), sa.func.sum(sa.case((is_completed, 1), else_=0)),
-               sa.func.sum(sa.case((sa.and_(is_completed, rows.c.due >= rows.c.day), 1), else_=0)))
-        .group_by(rows.c.day)
-    ):
-        closed[day], completed[day], on_time[day] = all_, done, in_time
-    return closed, completed, on_time
+@functools.cache
+def _open_counts() -> sa.Select[Any]:
+    """Open requests by (status, type), counted in the open requests' partial index."""
+    return (select(DsrRequest.status, DsrRequest.type, sa.func.count())
+            .where(IS_OPEN).group_by(DsrRequest.status, DsrRequest.type))
 
 
-def _due(session: Session, today: date) -> dict[date, int]:
-    """Open requests by (extended) deadline: those already past it, and the next 14 days'."""
-    return dict(session.exec(
-        select(EFFECTIVE_DUE, sa.func.count()).select_from(DsrRequest)
-        .where(IS_OPEN, today + timedelta(days=DUE_SOON_DAYS) > EFFECTIVE_DUE)
-        .group_by(EFFECTIVE_DUE)).all())
+@dataclass(frozen=True)
+class _Counts:
+    day: date
+    opened: int
+    closed: int  # completed, rejected or canceled: they leave the backlog
+    completed: int
+    on_time: int  # completed on or before their (extended) deadline day
 
 
-def _series(days: list[date], opened: Counter[date], closed: Counter[date], completed: Counter[date],
-            on_time: Counter[date], open_now: int) -> list[DayCounts]:
+@functools.cache
+def _day_counts() -> sa.Select[Any]:
+    """Each local day's counts, oldest first: a table of the days (:day<n>) and their bounds
+    (:midnight<n>, local midnights in UTC), each count an index range of its day."""
+    window = sa.union_all(*(
+        select(_on(f"day{n}").label("day"), _at(f"midnight{n}").label("start"),
+               _at(f"midnight{n + 1}").label("end"))
+        for n in range(WINDOW_DAYS))).cte("window")
+
+    def count(*where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+        return select(sa.func.count()).select_from(DsrRequest).where(*where).scalar_subquery()
+
+    def closed_that_day(*statuses: str) -> tuple[sa.ColumnElement[bool], ...]:
+        # status first, then the day's range: the (status, closed_at, ...) index
+        return (DsrRequest.status.in_(statuses), DsrRequest.closed_at >= window.c.start,
+                DsrRequest.closed_at < window.c.end)
+
+    completed = closed_that_day(RequestStatus.COMPLETED)
+    return select(
+        window.c.day,
+        count(DsrRequest.received_at >= window.c.start, DsrRequest.received_at < window.c.end),
+        count(*closed_that_day(*CLOSED_STATUSES)),
+        count(*completed),
+        count(*completed, window.c.day <= EFFECTIVE_DUE),
+    ).order_by(window.c.day)
+
+
+@functools.cache
+def _due() -> sa.Select[Any]:
+    """Open requests by (extended) deadline: those already past it, and those before :soon."""
+    return (select(EFFECTIVE_DUE, sa.func.count()).select_from(DsrRequest)
+            .where(IS_OPEN, _on("soon") > EFFECTIVE_DUE).group_by(EFFECTIVE_DUE))
+
+
+def _series(counts: list[_Counts], open_now: int) -> list[DayCounts]:
     """The window's days, oldest first. The backlog walks back from today's open count: at the
     end of the day before, it held what was open, less what that day opened, plus what it closed."""
     backlog, series = open_now, []
-    for day in reversed(days):
-        series.append(DayCounts(day, opened[day], completed[day], on_time[day], backlog))
-        backlog += closed[day] - opened[day]
+    for c in reversed(counts):
+        series.append(DayCounts(c.day, c.opened, c.completed, c.on_time, backlog))
+        backlog += c.closed - c.opened
     return series[::-1]
 
 
-def _seconds_between(session: Session, start: sa.ColumnElement[datetime],
+def _seconds_between(dialect: str, start: sa.ColumnElement[datetime],
                      end: sa.ColumnElement[datetime]) -> sa.ColumnElement[int]:
-    if session.get_bind().dialect.name == "sqlite":  # UTC text: julianday is its fastest reading
+    if dialect == "sqlite":  # UTC text: julianday is its fastest reading
         return sa.cast(sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400),
                        sa.Integer)
     return sa.cast(sa.func.floor(sa.extract("epoch", end - start)), sa.BigInteger)
 
 
-def _hours_to_complete(session: Session, since: datetime) -> Counter[int]:
-    """Time to complete, in whole hours, of the requests completed since `since`: a bounded
-    histogram, grouped in SQL."""
-    taken = (_seconds_between(session, DsrRequest.received_at, DsrRequest.closed_at) // 3600)
-    rows = (select(taken.label("hours")).where(DsrRequest.status == RequestStatus.COMPLETED,
-                                               DsrRequest.closed_at >= since).subquery())
-    return Counter(dict(session.exec(select(rows.c.hours, sa.func.count())
-                                     .group_by(rows.c.hours)).all()))
+@functools.cache
+def _percentile_hours(dialect: str) -> sa.Select[Any]:
+    """The median and the 90th percentile (nearest rank) of the whole hours taken to complete
+    the requests completed in the window: a histogram of hours and its running count, in SQL."""
+    hours = (_seconds_between(dialect, DsrRequest.received_at, DsrRequest.closed_at) // 3600
+             ).label("hours")
+    histogram = (select(hours, sa.func.count().label("n"))
+                 .where(DsrRequest.status == RequestStatus.COMPLETED,
+                        DsrRequest.closed_at >= _at("midnight0"))
+                 .group_by(hours).subquery())
+    running = select(histogram.c.hours,
+                     sa.func.sum(histogram.c.n).over(order_by=histogram.c.hours).label("seen"),
+                     sa.func.sum(histogram.c.n).over().label("total")).subquery()
+
+    def nearest_rank(part: int, whole: int) -> sa.ColumnElement[int]:
+        """The first hour at which the running count reaches part/whole of the total."""
+        return sa.func.min(sa.case((running.c.seen * whole >= running.c.total * part,
+                                    running.c.hours)))
+
+    return select(nearest_rank(1, 2), nearest_rank(9, 10))
 
 
-def _percentile_days(hours: Counter[int], share: float) -> float | None:
-    """The nearest-rank percentile of the histogram, in days (hour resolution)."""
-    total = sum(hours.values())
-    if not total:
-        return None
-    rank = max(1, -(-total * share // 1))  # ceil(total * share)
-    seen = 0
-    for hour in sorted(hours):
-        seen += hours[hour]
-        if seen >= rank:
-            return round(hour / 24, 1)
-    raise AssertionError("unreachable: rank <= total")
+@functools.cache
+def _completed_since() -> sa.Select[Any]:
+    return (select(sa.func.count()).select_from(DsrRequest)
+            .where(DsrRequest.status == RequestStatus.COMPLETED,
+                   DsrRequest.closed_at >= _at("day_ago")))
 
 
-def _awaiting_approval(session: Session, now: datetime, limit: int = 20) -> list[tuple[str, float]]:
-    """Requests pending approval for more than a day, longest first: since when is the time of
-    their last status change in the audit trail."""
+@functools.cache
+def _awaiting_approval(limit: int = 20) -> sa.Select[Any]:
+    """Requests pending approval since before :day_ago, longest first: since when is the time
+    of their last status change in the audit trail."""
     since = sa.func.max(AuditEvent.occurred_at).label("since")
-    rows = session.exec(
-        select(DsrRequest.id, since)
-        .join(AuditEvent, AuditEvent.request_id == DsrRequest.id)
-        .where(DsrRequest.status == RequestStatus.PENDING_APPROVAL,
-               AuditEvent.action == "request.status_changed")
-        .group_by(DsrRequest.id)
-        .having(since < now - timedelta(days=1))
-        .order_by(since).limit(limit))
-    return [(format_reference(request_id), round((now - at).total_seconds() / 86400, 1))
-            for request_id, at in rows]
+    return (select(DsrRequest.id, since)
+            .join(AuditEvent, AuditEvent.request_id == DsrRequest.id)
+            .where(DsrRequest.status == RequestStatus.PENDING_APPROVAL,
+                   AuditEvent.action == "request.status_changed")
+            .group_by(DsrRequest.id)
+            .having(since < _at("day_ago"))
+            .order_by(since, DsrRequest.id).limit(limit))

@@ -8,21 +8,31 @@ before the acknowledgement deadline while receipt is not yet confirmed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import islice
+from typing import Any
 
-from sqlalchemy import func
+import sqlalchemy as sa
+from sqlalchemy import Row, Select
 from sqlmodel import Session, select
 
 from services.notify import Event
 from services.scheduled import dispatch
 from storage.db import SessionFactory
-from storage.models import IS_OPEN, IS_UNACKNOWLEDGED, DsrRequest, RequestStatus, format_reference
+from storage.models import (
+    IS_OPEN,
+    IS_UNACKNOWLEDGED,
+    Dispatch,
+    DsrRequest,
+    RequestStatus,
+    format_reference,
+)
 from storage.queries import EFFECTIVE_DUE
 
-BATCH = 100  # owed reminders read, checked and sent at a time
+BATCH = 100  # owed reminders read at a time
+ACK_PREFIX = "ack:"
 STATUS_WORDS = {status: status.value.replace("_", " ") for status in RequestStatus}
 
 
@@ -34,46 +44,82 @@ class Reminder:
 
 def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
                    ack_days: int) -> Iterator[Reminder]:
-    """Every reminder open requests are owed today, sent or not (`sweep` filters the sent)."""
-    last = today + timedelta(days=max(offsets))
+    """The reminders open requests are owed today that no sweep has claimed yet, BATCH at a time
+    in request order (memory stays flat however many are owed)."""
+    ordered = tuple(sorted(set(offsets)))
+    dates = {"today": today, "ack_last": today + timedelta(days=ack_days),
+             **{f"within{k}": today + timedelta(days=k) for k in ordered}}
+    after: tuple[int, str] = (0, "")
+    statement, batch = _owed_statement(ordered, BATCH), BATCH
+    while True:
+        rows = session.connection().execute(
+            statement, {**dates, "after_id": after[0], "after_prefix": after[1]}).all()
+        for row in rows:
+            yield _reminder(row, today)
+        if len(rows) < batch:
+            return
+        after = (rows[-1].id, rows[-1].prefix)
+
+
+@functools.cache
+def _owed_statement(offsets: tuple[int, ...], batch: int) -> Select[Any]:
+    """A batch of the owed reminders not claimed yet, after (:after_id, :after_prefix), the dates
+    as parameters: built once, a sweep only binds them.
+
+    The claimed are left out in the database: a reminder's key is its kind's prefix (`due:3d:`,
+    `ack:`) and the request's reference, and a request's claims are few, found by request_id.
+    So a steady-state sweep reads no row it would not send, however many are due.
+    """
+    def on(name: str) -> sa.BindParameter[date]:
+        return sa.bindparam(name, type_=sa.Date)
+
+    # the tightest offset a deadline has reached: due in `days` <= k days
+    tighter = [(on(f"within{k}") >= EFFECTIVE_DUE, f"due:{k}d:") for k in offsets[:-1]]
+    widest = sa.literal(f"due:{offsets[-1]}d:")
+    due_prefix = sa.case(*tighter, else_=widest) if tighter else widest
     columns = (DsrRequest.id, DsrRequest.type, DsrRequest.jurisdiction_code, DsrRequest.status,
                DsrRequest.simulation)
-    due = (select(*columns, EFFECTIVE_DUE).where(IS_OPEN, today <= EFFECTIVE_DUE, last >= EFFECTIVE_DUE)
-           .execution_options(yield_per=BATCH))
-    for request_id, kind, law, status, simulation, due_on in session.exec(due):
-        days = (due_on - today).days
-        offset = min(k for k in offsets if k >= days)
-        reference = format_reference(request_id)
-        when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
-        yield Reminder(f"due:{offset}d:{reference}", Event(
-            kind="reminder.due", request_id=request_id, reference=reference, simulation=simulation,
-            text=f"{reference} ({kind}, {law}) is due {when}, on {due_on:%a %d %b %Y}. "
-                 f"Status: {STATUS_WORDS[status]}."))
-    acks = select(*columns, DsrRequest.ack_due_on).where(
-        IS_UNACKNOWLEDGED, DsrRequest.ack_due_on >= today,
-        DsrRequest.ack_due_on <= today + timedelta(days=ack_days)).execution_options(yield_per=BATCH)
-    for request_id, kind, law, _status, simulation, ack_due_on in session.exec(acks):
-        reference = format_reference(request_id)
-        yield Reminder(f"ack:{reference}", Event(
-            kind="reminder.ack", request_id=request_id, reference=reference, simulation=simulation,
-            text=f"{reference} ({kind}, {law}): confirm receipt to the subject by "
-                 f"{ack_due_on:%a %d %b %Y}, then record it with `/dsr ack {reference}`."))
+    owed = sa.union_all(
+        select(*columns, due_prefix.label("prefix"), EFFECTIVE_DUE.label("due_on")).where(
+            IS_OPEN, on("today") <= EFFECTIVE_DUE, on(f"within{offsets[-1]}") >= EFFECTIVE_DUE),
+        select(*columns, sa.literal(ACK_PREFIX).label("prefix"), DsrRequest.ack_due_on).where(
+            IS_UNACKNOWLEDGED, DsrRequest.ack_due_on >= on("today"),
+            DsrRequest.ack_due_on <= on("ack_last")),
+    ).subquery("owed")
+    order = (owed.c.id, owed.c.prefix)
+    return (select(owed)
+            .where(sa.tuple_(*order) > sa.tuple_(sa.bindparam("after_id", type_=sa.Integer),
+                                                 sa.bindparam("after_prefix", type_=sa.String)),
+                   ~sa.exists().where(Dispatch.request_id == owed.c.id,
+                                      Dispatch.key.startswith(owed.c.prefix)))
+            .order_by(*order).limit(batch))
+
+
+def _reminder(row: Row[Any], today: date) -> Reminder:
+    reference = format_reference(row.id)
+    if row.prefix == ACK_PREFIX:
+        return Reminder(f"{ACK_PREFIX}{reference}", Event(
+            kind="reminder.ack", request_id=row.id, reference=reference, simulation=row.simulation,
+            text=f"{reference} ({row.type}, {row.jurisdiction_code}): confirm receipt to the "
+                 f"subject by {row.due_on:%a %d %b %Y}, then record it with `/dsr ack {reference}`."))
+    days = (row.due_on - today).days
+    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+    return Reminder(f"{row.prefix}{reference}", Event(
+        kind="reminder.due", request_id=row.id, reference=reference, simulation=row.simulation,
+        text=f"{reference} ({row.type}, {row.jurisdiction_code}) is due {when}, on "
+             f"{row.due_on:%a %d %b %Y}. Status: {STATUS_WORDS[row.status]}."))
 
 
 def sweep(sessions: SessionFactory, send: Callable[[Event], object], *, today: date,
           offsets: Sequence[int], ack_days: int, owner: str, now: datetime,
           lease: timedelta = dispatch.LEASE) -> int:
-    """Send each owed reminder not sent yet; returns how many this call sent. Streamed in
-    batches, so memory does not grow with the requests due."""
-    sent = 0
+    """Send each owed reminder not claimed yet; returns how many this call sent. Read in batches,
+    so memory does not grow with the requests due; a reminder another replica claims meanwhile
+    is left to it (`dispatch.once`)."""
     with sessions() as session:  # a read snapshot; the claims commit on their own connections
-        owed = owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days)
-        while batch := list(islice(owed, BATCH)):
-            done = dispatch.sent_keys(sessions, (r.key for r in batch))
-            sent += sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner,
-                                      now=now, request_id=r.event.request_id, lease=lease)
-                        for r in batch if r.key not in done)
-    return sent
+        return sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner, now=now,
+                                 request_id=r.event.request_id, lease=lease)
+                   for r in owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days))
 
 
 @dataclass(frozen=True)
@@ -89,7 +135,7 @@ class Overdue:
 def overdue(session: Session, *, today: date, limit: int = 40) -> tuple[int, list[Overdue]]:
     """How many open requests are past their deadline, and the `limit` most overdue."""
     where = (IS_OPEN, today > EFFECTIVE_DUE)
-    count = session.exec(select(func.count()).select_from(DsrRequest).where(*where)).one()
+    count = session.exec(select(sa.func.count()).select_from(DsrRequest).where(*where)).one()
     rows = session.exec(
         select(DsrRequest.id, DsrRequest.type, DsrRequest.jurisdiction_code, DsrRequest.status,
                DsrRequest.requester_slack_id, EFFECTIVE_DUE)

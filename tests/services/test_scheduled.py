@@ -179,6 +179,33 @@ def test_racing_replicas_send_each_reminder_once(session_factory) -> None:
     assert len(sent) == len(set(sent)) == 12
 
 
+def test_reminders_are_read_in_batches_each_sent_once(session_factory, monkeypatch) -> None:
+    """More owed than a batch, a request owing two kinds across a batch's end: each sent once."""
+    monkeypatch.setattr(reminders, "BATCH", 3)
+    clock = ManualClock(T0)
+    ids = [make(session_factory, T0, S.PENDING_APPROVAL, jurisdiction="CCPA") for _ in range(4)]
+    with transaction(session_factory) as session:
+        session.execute(sa.update(DsrRequest).values(due_on=T0.date() + timedelta(days=2),
+                                                     ack_due_on=T0.date() + timedelta(days=1)))
+    sweep = Sweeper(session_factory, clock)
+    assert sweep() == 8
+    assert sorted((e.kind, e.request_id) for e in sweep.sent) == sorted(
+        (kind, request_id) for request_id in ids for kind in ("reminder.ack", "reminder.due"))
+    assert sweep() == 0
+
+
+def test_one_offset_reminds_once(session_factory) -> None:
+    clock = ManualClock(T0)
+    request_id = make(session_factory, T0, S.PENDING_APPROVAL)
+    set_due(session_factory, request_id, T0.date() + timedelta(days=2))
+    sweep = Sweeper(session_factory, clock, offsets=(5,))
+    assert sweep() == 1
+    clock.advance(days=1)
+    assert sweep() == 0
+    with session_factory() as session:
+        assert session.exec(select(Dispatch.key)).all() == ["due:5d:DSR-000001"]
+
+
 # Send-once claims
 
 
