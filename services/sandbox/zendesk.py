@@ -73,6 +73,7 @@ from services.sandbox.zendesk_state import (
     ZendeskError,
     ZendeskState,
     bad_request,
+    export_terms,
     parse_ids,
     search_invalid,
 )
@@ -343,24 +344,24 @@ def _position(keys: list[tuple[Any, ...]], raw: str, find: Callable[..., int]) -
                                   "gave") from None
 
 
-def _cursor_page(records: list[Record], key: Callable[[Record], tuple[Any, ...]],
-                 max_size: int) -> tuple[list[Record], Record]:
-    """One page of `records` (sorted by `key`) and its `meta` and `links`."""
+def _cursor_window(keys: list[tuple[Any, ...]], max_size: int) -> tuple[slice, Record]:
+    """Which of `keys` (sorted, one per record) this request's cursor page holds, and its `meta`
+    and `links`."""
     size = _int_arg("page[size]", PAGE_SIZE)
     if not 1 <= size <= max_size:
         raise _invalid_pagination(f"page[size] must be between 1 and {max_size}")
-    keys = [key(r) for r in records]
     if after := request.args.get("page[after]"):
         start = _position(keys, after, bisect_right)
-        page, has_more = records[start:start + size], start + size < len(records)
+        window, has_more = slice(start, start + size), start + size < len(keys)
     elif before := request.args.get("page[before]"):
         end = _position(keys, before, bisect_left)
         start = max(0, end - size)
-        page, has_more = records[start:end], start > 0
+        window, has_more = slice(start, end), start > 0
     else:
-        page, has_more = records[:size], size < len(records)
-    after_cursor = _cursor(key(page[-1])) if page else None
-    before_cursor = _cursor(key(page[0])) if page else None
+        window, has_more = slice(0, size), size < len(keys)
+    page = keys[window]
+    after_cursor = _cursor(page[-1]) if page else None
+    before_cursor = _cursor(page[0]) if page else None
     meta = {"has_more": has_more, "after_cursor": after_cursor, "before_cursor": before_cursor}
     links = {
         "next": _url(**{"page[size]": size, "page[after]": after_cursor, "page[before]": None})
@@ -368,25 +369,27 @@ def _cursor_page(records: list[Record], key: Callable[[Record], tuple[Any, ...]]
         "prev": _url(**{"page[size]": size, "page[before]": before_cursor, "page[after]": None})
         if before_cursor else None,
     }
-    return page, {"meta": meta, "links": links}
+    return window, {"meta": meta, "links": links}
 
 
-def _by_id(record: Record) -> tuple[Any, ...]:
-    return (record["id"],)
-
-
-def _listing(name: str, records: list[Record], render: Callable[[Record], Record]) -> Response:
-    """A list endpoint: cursor paging when `page[...]` is given, else offset paging."""
+def _window(ids: list[Any]) -> tuple[slice, Record]:
+    """The page a list request asks for among `ids` (one per record, in the list's order: the
+    cursors are ids) and its paging fields: cursor paging when `page[...]` is given, else offset
+    paging."""
     if any(name in request.args for name in ("page[size]", "page[after]", "page[before]")):
-        page, paging = _cursor_page(records, _by_id, PAGE_SIZE)
-        return _json({name: [render(r) for r in page], **paging})
+        return _cursor_window([(i,) for i in ids], PAGE_SIZE)
     number, per_page, start = _offset_window()
     if start >= OFFSET_LIMIT:
         raise bad_request("InvalidPaginationParameter",
                           "Offset pagination is limited to the first 10,000 records: "
                           "use cursor pagination (page[size]) to go further")
-    return _json({name: [render(r) for r in records[start:start + per_page]],
-                  **_offset_links(number, per_page, len(records))})
+    return slice(start, start + per_page), _offset_links(number, per_page, len(ids))
+
+
+def _listing(name: str, records: list[Record], render: Callable[[Record], Record]) -> Response:
+    """A list endpoint over `records` (see `_window`)."""
+    window, paging = _window([r["id"] for r in records])
+    return _json({name: [render(r) for r in records[window]], **paging})
 
 
 # --- users and identities ---------------------------------------------------------------------
@@ -487,7 +490,14 @@ def delete_identity(user_id: int, identity_id: int) -> Response:
 
 @_route("/users/<int:user_id>/tickets/<any(requested, ccd, assigned):relation>", "GET")
 def user_tickets(user_id: int, relation: str) -> Response:
-    return _listing("tickets", _state().user_tickets(user_id, relation), _ticket)
+    """List Tickets of a user: the page is picked among the user's ticket ids and only its
+    tickets are copied, both at one moment."""
+    state = _state()
+    with state.locked():
+        ids = state.user_ticket_ids(user_id, relation)
+        window, paging = _window(ids)
+        tickets = state.tickets_many(ids[window])
+    return _json({"tickets": [_ticket(t) for t in tickets], **paging})
 
 
 # --- tickets and comments ---------------------------------------------------------------------
@@ -614,21 +624,22 @@ def purge_many_tickets() -> Response:
 
 @_route("/search", "GET")
 def search() -> Response:
-    results = _state().search(request.args.get("query", ""),
-                              sort_by=request.args.get("sort_by", "created_at"),
-                              descending=request.args.get("sort_order") == "desc")
     page, per_page, start = _offset_window()
     if start >= SEARCH_LIMIT:
         raise ZendeskError(422, {"error": "invalid", "description":
                                  "Invalid search: Requested response size was greater than "
                                  "Search Response Limits"})
-    return _json({"results": [_result(r) for r in results[start:start + per_page]],
-                  "facets": None, **_offset_links(page, per_page, len(results))})
+    results, count = _state().search(request.args.get("query", ""),
+                                     sort_by=request.args.get("sort_by", "created_at"),
+                                     descending=request.args.get("sort_order") == "desc",
+                                     start=start, size=per_page)
+    return _json({"results": [_result(r) for r in results], "facets": None,
+                  **_offset_links(page, per_page, count)})
 
 
 @_route("/search/count", "GET")
 def search_count() -> Response:
-    return _json({"count": len(_state().search(request.args.get("query", "")))})
+    return _json({"count": _state().search(request.args.get("query", ""), size=0)[1]})
 
 
 @_route("/search/export", "GET")
@@ -647,14 +658,11 @@ def search_export() -> Response:
         raise _invalid_pagination(f"page[size] must be between 1 and {EXPORT_PAGE_LIMIT}")
     if "page[before]" in request.args:
         raise search_invalid("Invalid search: backward pagination is not supported")
-    results = _state().search(request.args.get("query", ""), only_type=kind)
-    keys = [(r["created_at"], r["id"]) for r in results]
-    start = 0
-    if after := request.args.get("page[after]"):
-        start = bisect_right(keys, _export_position(after))
-    page = results[start:start + size]
-    has_more = start + size < len(results)
-    after_cursor = (_cursor([*keys[start + len(page) - 1], _account().clock()])
+    terms = export_terms(request.args.get("query", ""))
+    after = request.args.get("page[after]")
+    page, has_more = _state().search_export(terms, kind, size=size,
+                                            after=_export_position(after) if after else None)
+    after_cursor = (_cursor([page[-1]["created_at"], page[-1]["id"], _account().clock()])
                     if page else None)
     links = {"next": _url(**{"page[size]": size, "page[after]": after_cursor})
              if has_more else None, "prev": None}

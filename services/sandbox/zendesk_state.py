@@ -24,6 +24,11 @@ Rules that matter for privacy, as Zendesk applies them (each cites its reference
   they were queued, so a job completing first completes those queued before it (the order is
   not documented; Zendesk describes jobs as queued, "Job Statuses": queued, working, completed).
 
+A page of a list or of a search export costs what the page holds, not what the account holds:
+only the page's records are copied; tickets and users are indexed in (created_at, id) order,
+which search export walks from its cursor, stopping once the page is full; and each user's
+ticket lists (requested, ccd, assigned) are indexed, for those lists and for user deletion.
+
 Test faults (not vendor behaviour): `fail_next_job` makes the next job end `failed` without
 effect; `lost_writes` makes the named kinds of write answer as if applied while nothing changes
 (a misbehaving proxy in front of Zendesk), so a caller that trusts a 200 without reading back is
@@ -40,6 +45,7 @@ import random
 import re
 import threading
 import uuid
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +56,7 @@ from urllib.parse import quote
 
 from services.sandbox import zendesk_seed as seedtext
 from services.sandbox.people import Person
-from services.sandbox.zendesk_search import STATUSES, Matcher, parse_query
+from services.sandbox.zendesk_search import STATUSES, Matcher, Term, parse_query
 from services.sandbox.zendesk_seed import TicketExtras
 
 Record = dict[str, Any]
@@ -208,9 +214,30 @@ def _html(body: str, image_url: str | None = None) -> str:
 
 
 _NO_EXTRAS = TicketExtras()
-# State attributes that a lost write restores (everything a write can change).
+# State attributes that a lost write restores (everything a write can change, indexes too).
 _STATEFUL = ("users", "identities", "tickets", "comments", "deleted_tickets", "deleted_user_ids",
-             "purged_user_ids", "side_conversations", "archived")
+             "purged_user_ids", "side_conversations", "archived", "_ticket_order", "_user_order",
+             "_tickets_of")
+TICKET_LISTS = ("requested", "ccd", "assigned")  # a user's ticket lists: /users/{id}/tickets/...
+
+
+def _listed_in(ticket: Record) -> Iterator[tuple[str, int]]:
+    """(list, user id) for each user ticket list (TICKET_LISTS) this ticket belongs in."""
+    yield "requested", ticket["requester_id"]
+    yield from (("ccd", user_id) for user_id in ticket["collaborator_ids"])
+    if ticket["assignee_id"] is not None:
+        yield "assigned", ticket["assignee_id"]
+
+
+def export_terms(query: str) -> list[Term]:
+    """The terms of a search export's query, which must not name a type: ExportSearchResults,
+    "Searches with type in the query string will result in an error" (status and body are not
+    documented: a 400 in the Search API's error format). The type goes in `filter[type]`."""
+    terms = parse_query(query)
+    if any(t.key == "type" for t in terms):
+        raise search_invalid("Invalid search: type is not allowed in the query of an export; "
+                             "give it in filter[type]")
+    return terms
 
 
 class ZendeskState:
@@ -231,6 +258,13 @@ class ZendeskState:
         self.deleted_tickets: dict[int, Record] = {}  # soft-deleted: id -> deleted_at, actor...
         self.deleted_user_ids: set[int] = set()  # soft-deleted, not yet permanently
         self.purged_user_ids: set[int] = set()  # permanently deleted
+        # Indexes (see the module docstring): (created_at, id) of every ticket (live and deleted)
+        # and of every user, sorted; list -> user id -> the ids of the tickets in that user ticket
+        # list, deleted and archived ones too, ascending (a dict as an ordered set: ticket ids
+        # only grow, and a permanent deletion drops one in O(1)).
+        self._ticket_order: list[tuple[str, int]] = []
+        self._user_order: list[tuple[str, int]] = []
+        self._tickets_of: dict[str, dict[int, dict[int, None]]] = {name: {} for name in TICKET_LISTS}
         self.jobs: dict[str, Job] = {}
         self.lost_writes: set[str] = set()  # test fault: these kinds of write do nothing
         self.lost: list[tuple[str, Any]] = []  # (kind, target) of each write that was lost
@@ -263,6 +297,12 @@ class ZendeskState:
     @_locked
     def fail_next_job(self, message: str) -> None:
         self._failing_jobs.append(message)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock across several calls (a route that reads twice sees one state)."""
+        with self._lock:
+            yield
 
     @contextmanager
     def _write(self, kind: str, target: Any, *, lost: bool | None = None) -> Iterator[None]:
@@ -362,6 +402,7 @@ class ZendeskState:
             "updated_at": created_at,
         }
         self.users[user["id"]] = user
+        insort(self._user_order, (created_at, user["id"]))
         for kind, value in (("email", email), ("phone_number", phone)):
             if value:
                 self._new_identity(user["id"], kind, value, created_at)
@@ -403,6 +444,9 @@ class ZendeskState:
             "created_at": _stamp(moment), "updated_at": _stamp(moment),
         }
         self.tickets[ticket_id] = ticket
+        insort(self._ticket_order, (ticket["created_at"], ticket_id))
+        for name, user_id in _listed_in(ticket):
+            self._tickets_of[name].setdefault(user_id, {})[ticket_id] = None
         self.comments[ticket_id] = []
         self.side_conversations[ticket_id] = []
         if extras.archived:
@@ -650,8 +694,8 @@ class ZendeskState:
 
     def _soft_delete_user(self, user_id: int) -> Record:
         user = self._active_user(user_id)
-        unclosed = sorted(t["id"] for t in self._live_tickets()
-                          if t["requester_id"] == user_id and t["status"] != "closed")
+        unclosed = [i for i in self._tickets_of["requested"].get(user_id, ())
+                    if i not in self.deleted_tickets and self.tickets[i]["status"] != "closed"]
         if unclosed:
             shown = ", ".join(f"#{i}" for i in unclosed[:10]) + (", ..." * (len(unclosed) > 10))
             raise record_invalid(
@@ -708,9 +752,9 @@ class ZendeskState:
             del self.identities[identity_id]
         user.update(name=DELETED_USER_NAME, email=None, phone=None, external_id=None, notes="",
                     details="", tags=[], user_fields={}, verified=False, updated_at=self._tick())
-        for ticket in self.tickets.values():
-            if ticket["requester_id"] == user_id:
-                ticket["via"]["source"]["from"].update(address=None, name=DELETED_USER_NAME)
+        for ticket_id in self._tickets_of["requested"].get(user_id, ()):  # deleted ones too
+            self.tickets[ticket_id]["via"]["source"]["from"].update(address=None,
+                                                                    name=DELETED_USER_NAME)
         self.deleted_user_ids.discard(user_id)
         self.purged_user_ids.add(user_id)
         return answer
@@ -773,6 +817,9 @@ class ZendeskState:
 
     # --- tickets and comments -------------------------------------------------------------------
 
+    def _live(self, ticket: Record) -> bool:
+        return ticket["id"] not in self.deleted_tickets
+
     def _live_tickets(self) -> list[Record]:
         return [t for i, t in sorted(self.tickets.items()) if i not in self.deleted_tickets]
 
@@ -805,20 +852,17 @@ class ZendeskState:
                 if i in self.tickets and i not in self.deleted_tickets]
 
     @_locked
-    def user_tickets(self, user_id: int, relation: str) -> list[Record]:
-        """`requested`, `ccd` or `assigned` tickets of a user, deleted and archived ones left out.
+    def user_ticket_ids(self, user_id: int, relation: str) -> list[int]:
+        """The ids, ascending, of a user's `requested`, `ccd` or `assigned` tickets (TICKET_LISTS),
+        deleted and archived ones left out; a route pages them and copies its page with
+        `tickets_many`.
 
         These lists are the Tickets API's List Tickets; "Archived tickets are not included in the
         response" (List Tickets; "About ticket archiving").
         """
         self._user(user_id)
-        involved: Callable[[Record], bool] = {
-            "requested": lambda t: t["requester_id"] == user_id,
-            "ccd": lambda t: user_id in t["collaborator_ids"],
-            "assigned": lambda t: t["assignee_id"] == user_id,
-        }[relation]
-        return [copy.deepcopy(t) for t in self._live_tickets()
-                if involved(t) and t["id"] not in self.archived]
+        return [i for i in self._tickets_of[relation].get(user_id, ())
+                if i not in self.deleted_tickets and i not in self.archived]
 
     @_locked
     def ticket_comments(self, ticket_id: int, *, include_inline_images: bool = False) -> list[Record]:
@@ -1098,6 +1142,10 @@ class ZendeskState:
     def _purge_ticket(self, ticket_id: int) -> None:
         if ticket_id not in self.deleted_tickets:
             raise not_found()
+        ticket = self.tickets[ticket_id]
+        del self._ticket_order[bisect_left(self._ticket_order, (ticket["created_at"], ticket_id))]
+        for name, user_id in _listed_in(ticket):
+            self._tickets_of[name][user_id].pop(ticket_id, None)  # a user cc'd twice: once
         del self.tickets[ticket_id], self.comments[ticket_id], self.deleted_tickets[ticket_id]
         del self.side_conversations[ticket_id]
         self.archived.discard(ticket_id)
@@ -1114,37 +1162,60 @@ class ZendeskState:
     # --- search ---------------------------------------------------------------------------------
 
     @_locked
-    def search(self, query: str, *, only_type: str | None = None,
-               sort_by: str = "created_at", descending: bool = False) -> list[Record]:
-        """Tickets and users matching every term, each with its `result_type`; archived tickets
-        too ("About ticket archiving": search, "Available").
-
-        `type:ticket` / `type:user` restrict the kinds. `only_type` is the export's
-        `filter[type]`; there the query must not name a type: ExportSearchResults, "Searches with
-        type in the query string will result in an error" (status and body are not documented:
-        a 400 in the Search API's error format).
+    def search(self, query: str, *, sort_by: str = "created_at", descending: bool = False,
+               start: int = 0, size: int | None = None) -> tuple[list[Record], int]:
+        """ListSearchResults: the results from `start` on (at most `size`), each with its
+        `result_type`, and how many match in all. Tickets and users matching every term;
+        archived tickets too ("About ticket archiving": search, "Available"). `type:ticket` /
+        `type:user` restrict the kinds. Only the page is copied.
         """
         terms = parse_query(query)
         kinds = {t.value.lower() for t in terms if t.key == "type" and not t.negated}
-        if only_type is not None:
-            if any(t.key == "type" for t in terms):
-                raise search_invalid("Invalid search: type is not allowed in the query of an "
-                                     "export; give it in filter[type]")
-            kinds = {only_type}
         kinds = kinds or {"ticket", "user"}
         rest = [t for t in terms if t.key != "type"]
         matcher = Matcher(self)
-        results = []
+        found: list[tuple[str, Record]] = []  # (result_type, the stored record)
         if "ticket" in kinds:
-            results += [{**copy.deepcopy(t), "result_type": "ticket"} for t in self._live_tickets()
-                        if all(matcher.ticket(t, term) for term in rest)]
+            found += [("ticket", t) for t in self.tickets.values()
+                      if self._live(t) and all(matcher.ticket(t, term) for term in rest)]
         if "user" in kinds:
-            results += [{**copy.deepcopy(u), "result_type": "user"}
-                        for _, u in sorted(self.users.items())
-                        if self._listed(u) and all(matcher.user(u, term) for term in rest)]
+            found += [("user", u) for u in self.users.values()
+                      if self._listed(u) and all(matcher.user(u, term) for term in rest)]
         sort_key = sort_by if sort_by in ("created_at", "updated_at") else "created_at"
-        results.sort(key=lambda r: (r[sort_key], r["result_type"], r["id"]), reverse=descending)
-        return results
+        found.sort(key=lambda f: (f[1][sort_key], f[0], f[1]["id"]), reverse=descending)
+        end = len(found) if size is None else start + size
+        return ([{**copy.deepcopy(record), "result_type": kind} for kind, record in found[start:end]],
+                len(found))
+
+    @_locked
+    def search_export(self, terms: Sequence[Term], kind: str, *, after: tuple[str, int] | None,
+                      size: int) -> tuple[list[Record], bool]:
+        """ExportSearchResults: the first `size` records of type `kind` matching every term (see
+        `export_terms`) that come after the position `after` in (created_at, id) order, as
+        copies with their `result_type`, and whether more follow. Walks the records in that order
+        from `after` and stops at the first match past the page, so a page costs its own records
+        and the non-matching ones between them, not the whole account.
+        """
+        matcher = Matcher(self)
+        if kind == "ticket":
+            order, records, match, listed = (self._ticket_order, self.tickets, matcher.ticket,
+                                             self._live)
+        elif kind == "user":
+            order, records, match, listed = self._user_order, self.users, matcher.user, self._listed
+        else:  # organizations and groups: this stand-in has none
+            return [], False
+        page: list[Record] = []
+        for position in range(bisect_right(order, after) if after else 0, len(order)):
+            record = records[order[position][1]]
+            if listed(record) and all(match(record, term) for term in terms):
+                if len(page) == size:
+                    return self._results(page, kind), True
+                page.append(record)
+        return self._results(page, kind), False
+
+    @staticmethod
+    def _results(records: list[Record], kind: str) -> list[Record]:
+        return [{**copy.deepcopy(r), "result_type": kind} for r in records]
 
     # --- jobs -----------------------------------------------------------------------------------
 

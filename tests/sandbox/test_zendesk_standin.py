@@ -7,7 +7,9 @@ here with monkeypatch so they never leak into other tests. `subdomain` must stil
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -19,9 +21,10 @@ import pytest
 from zenpy import Zenpy
 from zenpy.lib.exception import APIException, RecordNotFoundException
 
-from services.sandbox import server
+from services.sandbox import server, zendesk_state
 from services.sandbox.traffic import FaultPlan
 from services.sandbox.zendesk import ENDPOINT_LIMITS, EndpointLimits, ZendeskSandbox
+from services.sandbox.zendesk_search import Matcher
 from services.sandbox.zendesk_seed import CONTACT_EMAIL_FIELD, ORDER_NUMBER_FIELD
 from services.sandbox.zendesk_state import (
     DELETED_USER_NAME,
@@ -343,6 +346,60 @@ class TestPaging:
         assert [r["id"] for r in first["results"] + second["results"]] == made
         assert {r["result_type"] for r in second["results"]} == {"ticket"}
         assert zd.api.get("/search/export", params={"query": "okapi"}).status_code == 400
+
+
+    def test_a_page_costs_what_it_holds(self, zd: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Paging through a user's 300 tickets copies each one once and reads each ticket of the
+        account about once, however many pages: no page copies or matches every ticket (issue
+        14: exporting 10 times the tickets took 20 times as long)."""
+        mine = zd.sandbox.add_user("Many Tickets", "many@example.org")
+        other = zd.sandbox.add_user("Someone Else", "else@example.org")
+        made = []
+        for n in range(300):
+            made.append(zd.sandbox.add_ticket(mine["id"], subject=f"m{n}", description="okapi")["id"])
+            if n % 6 == 0:  # someone else's tickets in between, which searches pass over
+                zd.sandbox.add_ticket(other["id"], subject=f"o{n}", description="okapi")
+        copied, matched = Counter(), Counter()
+
+        class CountingCopy:
+            def deepcopy(self, value: Any, memo: Any = None) -> Any:
+                if isinstance(value, dict) and "requester_id" in value:
+                    copied[value["id"]] += 1
+                return copy.deepcopy(value, memo)
+
+        def counting_match(self: Matcher, ticket: dict[str, Any], term: Any) -> bool:
+            matched[ticket["id"]] += 1
+            return match(self, ticket, term)
+
+        match = Matcher.ticket
+        monkeypatch.setattr(zendesk_state, "copy", CountingCopy())
+        monkeypatch.setattr(Matcher, "ticket", counting_match)
+
+        def pages(path: str, key: str, **params: Any) -> tuple[list[int], int]:
+            ids: list[int] = []
+            for number in range(1, 100):
+                body = zd.api.get(path, params={"page[size]": 10, **params}).json()
+                ids += [record["id"] for record in body[key]]
+                if not body["meta"]["has_more"]:
+                    return ids, number
+                params["page[after]"] = body["meta"]["after_cursor"]
+            raise AssertionError("more pages than tickets")
+
+        exported, count = pages("/search/export", "results", query=f"requester:{mine['id']}",
+                                **{"filter[type]": "ticket"})
+        assert exported == made and count == 30
+        assert set(copied) == set(made) and set(copied.values()) == {1}
+        # every ticket once, and each page's look-ahead (the first match past it) once more
+        assert sum(matched.values()) <= len(zd.sandbox.state.tickets) + count
+
+        copied.clear()
+        listed, count = pages(f"/users/{mine['id']}/tickets/requested", "tickets")
+        assert listed == made and count == 30 and copied == Counter(made)
+        copied.clear()
+        offset = [t["id"] for n in range(1, 31) for t in zd.api.get(
+            f"/users/{mine['id']}/tickets/requested", params={"page": n, "per_page": 10}
+        ).json()["tickets"]]
+        assert offset == made and copied == Counter(made)
 
 
 class TestSearch:

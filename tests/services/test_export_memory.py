@@ -1,8 +1,17 @@
-"""A subject with 10,000 Zendesk tickets is exported whole, with flat peak memory.
+"""A subject's Zendesk tickets are exported whole, with flat peak memory: 10 times the tickets
+(50 -> 500) need no more than FLAT times the peak.
 
 Runs the path of bench/export_memory.py: the stand-in in a child process, the connector's access
 steps over localhost into a SealedSink on the database store (the default: a SQLite file here),
-then `package`. Takes about three minutes.
+then `package`. The exporter holds a bounded amount whatever the number of tickets: a page of
+search results (100 tickets), a file of the archive's documents (PER_FILE paths), a sealed frame,
+a database row, a page of a store listing, and caches of a fixed size in the libraries (Python's
+URL parsing keeps the last 128 URLs). At their real sizes those bounds fill only from about 1,000
+tickets on, so the benchmark compares 1,000 with 10,000 tickets (minutes); here the exporter's
+own are made small, so that 50 tickets fill each of them and the same comparison runs in seconds
+(about 1.25x here). Holding the tickets themselves (about 5 KiB of JSON each, several times that
+as Python objects) would multiply the peak; so would keeping a few hundred bytes a ticket. A leak
+of a few bytes a ticket shows only at the benchmark's sizes.
 """
 
 from __future__ import annotations
@@ -12,12 +21,27 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import MultiFernet
 
 from bench.export_memory import FLAT, REFERENCE, Figures, fresh_keys, measure, warm_up
+from services import export_store, exports, sealed
+from services.connectors import zendesk
 from services.exports import MANIFEST_NAME, README_NAME, archive_chunks
 
-TICKET_FILES = "zendesk/tickets-"  # the archive holds the tickets as JSON arrays of up to 500
+SMALL, LARGE = 50, 500
+TICKET_FILES = "zendesk/tickets-"  # the archive holds the tickets as JSON arrays of up to PER_FILE
+
+
+@pytest.fixture
+def small_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter's bounds (their real sizes in brackets), made small enough for SMALL tickets
+    to fill each of them."""
+    monkeypatch.setattr(zendesk, "BULK", 25)  # tickets a page of search export holds (100)
+    monkeypatch.setattr(exports, "PER_FILE", 20)  # documents per archive file (500)
+    monkeypatch.setattr(export_store, "PAGE", 20)  # files a store listing reads at once (500)
+    monkeypatch.setattr(export_store, "CHUNK_BYTES", 16 << 10)  # a database row (256 KiB)
+    monkeypatch.setattr(sealed, "FRAME_BYTES", 4 << 10)  # a sealed frame (64 KiB)
 
 
 def unsealed_zip(figures: Figures, keys: MultiFernet, target: Path) -> Path:
@@ -31,11 +55,11 @@ def unsealed_zip(figures: Figures, keys: MultiFernet, target: Path) -> Path:
     return target
 
 
-def test_ten_thousand_tickets_all_exported_with_flat_peak_memory(tmp_path) -> None:
+def test_ten_times_the_tickets_all_exported_with_flat_peak_memory(tmp_path, small_bounds) -> None:
     warm_up(tmp_path)
-    small = measure(1_000, tmp_path / "small", fresh_keys())
+    small = measure(SMALL, tmp_path / "small", fresh_keys())
     keys = fresh_keys()
-    large = measure(10_000, tmp_path / "large", keys)
+    large = measure(LARGE, tmp_path / "large", keys)
 
     with zipfile.ZipFile(unsealed_zip(large, keys, tmp_path / "export.zip")) as zipped:
         manifest = json.loads(zipped.read(MANIFEST_NAME))
@@ -49,11 +73,13 @@ def test_ten_thousand_tickets_all_exported_with_flat_peak_memory(tmp_path) -> No
             assert (len(data), hashlib.sha256(data).hexdigest()) == (
                 listed[name]["bytes"], listed[name]["sha256"]), name
             if name.startswith(TICKET_FILES):
-                for document in json.loads(data):
+                documents = json.loads(data)
+                assert len(documents) <= exports.PER_FILE
+                for document in documents:
                     assert document["ticket"]["requester_id"] == large.subject_id
                     assert 3 <= len(document["comments"]) <= 4  # the description and 2 or 3 replies
                     ticket_ids.append(document["ticket"]["id"])
-    assert len(ticket_ids) == len(set(ticket_ids)) == large.documents - 1 == 10_000
+    assert len(ticket_ids) == len(set(ticket_ids)) == large.documents - 1 == LARGE
     assert [f.name for f in large.package.files] == [e["name"] for e in manifest["files"]]
 
     ratios = {"export": large.export_kib / small.export_kib,
