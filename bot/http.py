@@ -52,6 +52,7 @@ HTTP, BACKGROUND = "http", "background"
 # The background process runs at a lower priority: under load the kernel gives the cores to the
 # acks (Slack's 3 s) before the work after them, whose deadlines are seconds to days.
 BACKGROUND_NICENESS = 10
+SOCKET_PATH_BYTES = 108  # sockaddr_un's sun_path on Linux
 # Slack sends a request at once, and a proxy passes it on at once: one still arriving after this
 # long is a slow client, whose connection stops being read (see DeskWorker).
 READ_SECONDS = 10
@@ -173,7 +174,7 @@ class HttpServer(BaseApplication):
             f"sandbox_{system}_url": f"http://127.0.0.1:{listener.getsockname()[1]}"
             for system, listener in self.standins.items()})
         self.options = options
-        self.handoff_dir = tempfile.mkdtemp(prefix="dsr-desk-")  # only this user may enter
+        self.handoff_dir = _handoff_dir()
         self.handoff = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # bot.handoff's doorbell
         self.handoff.bind(f"{self.handoff_dir}/handoff.sock")
         self.role = HTTP
@@ -208,6 +209,15 @@ class HttpServer(BaseApplication):
         runtime.inbox.ring = Doorbell(self.handoff.getsockname()).ring
         self.stop_loaded = runtime.close
         return wsgi_app(runtime)
+
+
+def _handoff_dir() -> str:
+    """A folder only this user may enter, for the doorbell's socket: in TMPDIR, unless the
+    socket's path would be longer than a Unix socket's (108 bytes with its NUL), then in /tmp."""
+    base = tempfile.gettempdir()
+    if len(os.path.join(base, "dsr-desk-12345678", "handoff.sock")) >= SOCKET_PATH_BYTES:
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="dsr-desk-", dir=base)
 
 
 def _assign_role(arbiter: Any, worker: Any) -> None:

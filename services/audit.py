@@ -4,8 +4,12 @@ Each event's hash covers its own content and the previous event's hash, so alter
 reordering an event breaks the chain from that point on; `verify()` finds the first break. The
 chain head row is locked by every appender, so concurrent writers (threads, replicas) queue
 instead of forking the chain, and it records the tail, so that cutting events off the end is
-caught too. Whoever can delete events can also rewind that row, so the head is published outside
-the database as well (`services.audit_anchor`), and the trail is checked against it.
+caught too. An event is chained when its transaction commits, not when it is recorded: the head
+is then the last row the transaction locks, so a transaction that records an event, then locks a
+request row, cannot deadlock with one that locked that row, then records (PostgreSQL aborted one
+of two workers that way); and the lock is held for the commit only. Whoever can delete events
+can also rewind that row, so the head is published outside the database as well
+(`services.audit_anchor`), and the trail is checked against it.
 Details must never hold a subject's personal data: they describe what happened.
 """
 
@@ -19,6 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, select
 
 from storage.models import AuditChainHead, AuditEvent, format_reference
@@ -45,6 +52,9 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+PENDING = "dsr_audit_pending"  # session.info: the events recorded, chained at commit
+
+
 def record(
     session: Session,
     *,
@@ -53,35 +63,44 @@ def record(
     at: datetime,
     request_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's transaction (it commits or rolls back with the change)."""
+) -> None:
+    """Append one event in the caller's transaction: it is chained when the transaction commits,
+    and dropped with it if it rolls back."""
     if at.tzinfo is None:
         raise ValueError("naive datetime: audit times must be timezone-aware")
-    at = at.astimezone(UTC)  # hashed as stored: in UTC
     # Round-trip through JSON so that what we hash is exactly what the database gives back.
     clean_details = json.loads(json.dumps(details or {}, default=str))
-    head = session.exec(
+    session.info.setdefault(PENDING, []).append(AuditEvent(
+        occurred_at=at.astimezone(UTC),  # hashed as stored: in UTC
+        actor=actor, action=action, request_id=request_id, details=clean_details,
+        prev_hash="", hash=""))
+
+
+@orm_event.listens_for(OrmSession, "before_commit")
+def _chain_pending(session: OrmSession) -> None:
+    """Chains the transaction's events in the order they were recorded, under the head's lock."""
+    events = session.info.pop(PENDING, None)
+    if not events:
+        return
+    head = session.execute(
         select(AuditChainHead)
         .where(AuditChainHead.id == 1)
         .with_for_update()
         .execution_options(populate_existing=True)
-    ).one()
-    event = AuditEvent(
-        seq=head.last_seq + 1,
-        occurred_at=at,
-        actor=actor,
-        action=action,
-        request_id=request_id,
-        details=clean_details,
-        prev_hash=head.last_hash,
-        hash="",
-    )
-    event.hash = event_hash(event)
-    head.last_seq, head.last_hash, head.updated_at = event.seq, event.hash, at
-    session.add(event)
+    ).scalar_one()
+    for event in events:
+        event.seq, event.prev_hash = head.last_seq + 1, head.last_hash
+        event.hash = event_hash(event)
+        head.last_seq, head.last_hash, head.updated_at = event.seq, event.hash, event.occurred_at
+        session.add(event)
     session.add(head)
     session.flush()
-    return event
+
+
+@orm_event.listens_for(OrmSession, "after_transaction_end")
+def _drop_pending(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back or closed: its events go with it
+        session.info.pop(PENDING, None)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 
@@ -13,7 +16,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.handoff import Doorbell, answer
-from bot.http import signed
+from bot.http import SOCKET_PATH_BYTES, _handoff_dir, signed
 
 
 def test_the_doorbell_never_waits_and_wakes_the_background_process_once_it_listens(
@@ -33,6 +36,26 @@ def test_the_doorbell_never_waits_and_wakes_the_background_process_once_it_liste
         bell.ring()
     assert woken.wait(10)
     listener.close()
+
+
+@pytest.mark.parametrize("too_deep", [False, True])
+def test_the_doorbell_binds_wherever_tmpdir_points(monkeypatch, too_deep) -> None:
+    """A TMPDIR too deep for a Unix socket's path (as under a CI runner's workspace) does not
+    stop the server from starting: the doorbell's folder goes to /tmp instead."""
+    base = tempfile.mkdtemp(dir="/tmp")
+    tmpdir = os.path.join(base, *["a-rather-long-folder-name"] * (4 if too_deep else 0))
+    os.makedirs(tmpdir, exist_ok=True)
+    monkeypatch.setattr("tempfile.tempdir", tmpdir)
+    folder = _handoff_dir()
+    try:
+        assert os.path.dirname(folder) == ("/tmp" if too_deep else tmpdir)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(f"{folder}/handoff.sock")
+        assert len(listener.getsockname()) < SOCKET_PATH_BYTES
+        listener.close()
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(base)
 
 
 SECRET = "unit-signing-secret"

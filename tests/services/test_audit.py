@@ -131,3 +131,19 @@ def test_rolled_back_event_leaves_no_trace(session_factory) -> None:
     _append(session_factory, 1, start=1)
     result = _verify(session_factory)
     assert result.ok and result.checked == 2
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_chain_head_is_locked_when_the_transaction_commits_only(session_factory) -> None:
+    """A transaction that recorded an event and goes on to lock other rows does not hold the
+    head meanwhile: holding it caused deadlocks with transactions that lock rows, then record
+    (PostgreSQL; on SQLite a writing transaction holds the whole database anyway)."""
+    with transaction(session_factory) as first:
+        audit.record(first, action="test.first", actor="U", at=T0)
+        with transaction(session_factory) as second:  # another connection, committed meanwhile
+            second.connection().exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            audit.record(second, action="test.second", actor="U", at=T0)
+    with session_factory() as session:
+        actions = session.exec(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
+    assert actions == ["test.second", "test.first"]  # chained in the order they committed
+    assert _verify(session_factory).ok
