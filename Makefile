@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes: most tests wait on processes and sockets they start, so twice the cores.
+TEST_PROCESSES ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: setup db run test lint bench clean
 
@@ -25,7 +27,7 @@ test: setup
 	  echo "NOTE: DSR_TEST_POSTGRES_URL is not set, so the PostgreSQL variants of the storage and"; \
 	  echo "      service tests are SKIPPED (listed at the end). See README, 'Tests'."; \
 	fi
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check bot handlers services storage tests bench

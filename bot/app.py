@@ -15,7 +15,7 @@ from bot.deliveries import Deliveries
 from bot.directory import SlackDirectory, SlackPeople
 from bot.doctor import Finding, authenticate
 from bot.identity import WorkerIdentity, claim
-from bot.inbox import Inbox, run_lazy_work_from
+from bot.inbox import Inbox, open_inbox, run_lazy_work_from
 from bot.jobs import Jobs
 from bot.logs import bolt_logger
 from bot.notifier import SlackNotifier
@@ -180,8 +180,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
     )
-    inbox = Inbox(core.service.sessions, app, executor, owner=core.jobs.owner,
-                  capacity=LISTENER_THREADS)
+    database = core.service.sessions
+    inbox = Inbox(open_inbox(database), app, executor, owner=core.jobs.owner,
+                  capacity=LISTENER_THREADS, database=database)
     run_lazy_work_from(inbox)
     scheduler = Scheduler(core.jobs, intervals=intervals, inbox=inbox,
                           speed=getattr(core.jobs.clock, "speed", 1.0))

@@ -21,6 +21,7 @@ import httpx
 from sqlmodel import select
 
 from bot.http import BACKGROUND_NICENESS
+from bot.inbox import inbox_url
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
 from bot.wiring import build_sandbox
@@ -139,7 +140,7 @@ def test_run_http_answers_signed_requests_from_its_worker_processes(database_url
 
 
 def inbox_empty(database_url: str) -> bool:
-    engine = make_engine(database_url)
+    engine = make_engine(inbox_url(database_url))
     try:
         with make_session_factory(engine)() as session:
             return session.exec(select(InboxItem)).first() is None
@@ -249,7 +250,7 @@ def test_the_work_after_an_ack_survives_the_death_of_every_process_that_held_it(
                     and c.args["view"].get("callback_id") == Callback.CONFIRM_MATCHES]
 
         wait_for(matches_shown, what="the matches, found by the replacement")
-        engine = make_engine(database_url)
+        engine = make_engine(inbox_url(database_url))
         inbox = make_session_factory(engine)
 
         def emptied() -> bool:

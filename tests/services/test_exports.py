@@ -14,7 +14,7 @@ import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from sqlmodel import select
 
-from services import sealed
+from services import exports, sealed
 from services.errors import ConfigurationError
 from services.export_store import DatabaseStore, FolderStore
 from services.exports import SealedSink, archive_chunks, package, read_package
@@ -79,16 +79,17 @@ def test_nothing_is_clear_at_rest_and_the_manifest_matches_the_archive(export_st
     assert read_package(export_store, "DSR-000042") == made  # what the record and delivery read
 
 
-def test_documents_go_in_files_of_500(export_store) -> None:
+def test_documents_go_in_files_of_per_file(export_store, monkeypatch) -> None:
+    monkeypatch.setattr(exports, "PER_FILE", 5)  # 500: the same cut, 100 times the documents
     keys = new_keys()
-    staged(export_store, keys, documents=1001)
+    staged(export_store, keys, documents=11)
     made = package(export_store, "DSR-000042", keys, readme="r", at=AT)
     assert [f.name for f in made.files if "tickets" in f.name] == [
         "zendesk/tickets-001.json", "zendesk/tickets-002.json", "zendesk/tickets-003.json"]
     with opened(export_store, made, keys) as archive:
         ids = [t["ticket"]["id"] for n in (1, 2, 3)
                for t in json.loads(archive.read(f"zendesk/tickets-{n:03d}.json"))]
-    assert sorted(ids) == list(range(1001))
+    assert sorted(ids) == list(range(11))
 
 
 def test_packaging_again_after_a_crash_gives_the_same_package(export_store) -> None:
