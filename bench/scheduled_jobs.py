@@ -63,7 +63,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from bot.settings import Settings
-from services.scheduled import digest, reminders
+from services.scheduled import digest, dispatch, reminders
 from storage import migrate
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import (
@@ -224,8 +224,10 @@ def sweep_floor_statement(dialect: str) -> sa.TextClause:
           SELECT 'ack:' || {ref}, id, type, jurisdiction_code, status, simulation, ack_due_on
           FROM dsr_request WHERE acknowledged_at IS NULL AND {IS_OPEN_SQL}
             AND ack_due_on >= :today AND ack_due_on <= :ack_last
-        ) AS owed WHERE NOT EXISTS (SELECT 1 FROM dispatch WHERE dispatch.key = owed.key)
+        ) AS owed WHERE NOT EXISTS (SELECT 1 FROM dispatch WHERE dispatch.key = owed.key
+                                    AND (sent_at IS NOT NULL OR claimed_at >= :live_since))
     """).bindparams(
+        sa.bindparam("live_since", NOW - dispatch.LEASE, type_=Dispatch.__table__.c.claimed_at.type),
         *(sa.bindparam(f"within{k}", TODAY + timedelta(days=k), type_=sa.Date) for k in offsets[:-1]),
         sa.bindparam("today", TODAY, type_=sa.Date),
         sa.bindparam("last", TODAY + timedelta(days=offsets[-1]), type_=sa.Date),

@@ -9,12 +9,11 @@ twice only if a process dies between Slack accepting it and the mark being writt
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import select
 
 from storage.db import SessionFactory, transaction
 from storage.models import Dispatch
@@ -40,17 +39,6 @@ def once(sessions: SessionFactory, key: str, send: Callable[[], object], *, owne
         session.execute(sa.update(Dispatch).where(Dispatch.key == key, Dispatch.sent_at.is_(None))
                         .values(sent_at=now).execution_options(synchronize_session=False))
     return True
-
-
-def sent_keys(sessions: SessionFactory, keys: Iterable[str]) -> set[str]:
-    """Which of `keys` are claimed or sent already (a cheap filter before `once`)."""
-    keys = list(keys)
-    found: set[str] = set()
-    with sessions() as session:
-        for start in range(0, len(keys), 500):
-            found.update(session.exec(select(Dispatch.key).where(
-                Dispatch.key.in_(keys[start:start + 500]))))
-    return found
 
 
 def _claim(sessions: SessionFactory, key: str, owner: str, now: datetime,

@@ -42,10 +42,11 @@ class Reminder:
     event: Event
 
 
-def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
-                   ack_days: int) -> Iterator[Reminder]:
-    """The reminders open requests are owed today that no sweep has claimed yet, BATCH at a time
-    in request order (memory stays flat however many are owed)."""
+def owed_reminders(session: Session, *, today: date, offsets: Sequence[int], ack_days: int,
+                   claims_live_since: datetime) -> Iterator[Reminder]:
+    """The reminders open requests are owed today that are neither sent nor claimed since
+    `claims_live_since` (an older claim's process died mid-send: `dispatch.once` takes it over),
+    BATCH at a time in request order (memory stays flat however many are owed)."""
     ordered = tuple(sorted(set(offsets)))
     dates = {"today": today, "ack_last": today + timedelta(days=ack_days),
              **{f"within{k}": today + timedelta(days=k) for k in ordered}}
@@ -53,7 +54,8 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int],
     statement, batch = _owed_statement(ordered, BATCH), BATCH
     while True:
         rows = session.connection().execute(
-            statement, {**dates, "after_id": after[0], "after_prefix": after[1]}).all()
+            statement, {**dates, "after_id": after[0], "after_prefix": after[1],
+                        "live_since": claims_live_since}).all()
         for row in rows:
             yield _reminder(row, today)
         if len(rows) < batch:
@@ -66,9 +68,9 @@ def _owed_statement(offsets: tuple[int, ...], batch: int) -> Select[Any]:
     """A batch of the owed reminders not claimed yet, after (:after_id, :after_prefix), the dates
     as parameters: built once, a sweep only binds them.
 
-    The claimed are left out in the database: a reminder's key is its kind's prefix (`due:3d:`,
-    `ack:`) and the request's reference, and a request's claims are few, found by request_id.
-    So a steady-state sweep reads no row it would not send, however many are due.
+    The sent and the claimed are left out in the database: a reminder's key is its kind's prefix
+    (`due:3d:`, `ack:`) and the request's reference, and a request's claims are few, found by
+    request_id. So a steady-state sweep reads no row it would not send, however many are due.
     """
     def on(name: str) -> sa.BindParameter[date]:
         return sa.bindparam(name, type_=sa.Date)
@@ -90,8 +92,10 @@ def _owed_statement(offsets: tuple[int, ...], batch: int) -> Select[Any]:
     return (select(owed)
             .where(sa.tuple_(*order) > sa.tuple_(sa.bindparam("after_id", type_=sa.Integer),
                                                  sa.bindparam("after_prefix", type_=sa.String)),
-                   ~sa.exists().where(Dispatch.request_id == owed.c.id,
-                                      Dispatch.key.startswith(owed.c.prefix)))
+                   ~sa.exists().where(
+                       Dispatch.request_id == owed.c.id, Dispatch.key.startswith(owed.c.prefix),
+                       sa.or_(Dispatch.sent_at.is_not(None), Dispatch.claimed_at >= sa.bindparam(
+                           "live_since", type_=Dispatch.__table__.c.claimed_at.type))))
             .order_by(*order).limit(batch))
 
 
@@ -119,7 +123,8 @@ def sweep(sessions: SessionFactory, send: Callable[[Event], object], *, today: d
     with sessions() as session:  # a read snapshot; the claims commit on their own connections
         return sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner, now=now,
                                  request_id=r.event.request_id, lease=lease)
-                   for r in owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days))
+                   for r in owed_reminders(session, today=today, offsets=offsets, ack_days=ack_days,
+                                           claims_live_since=now - lease))
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,25 @@ def test_a_claim_left_by_a_dead_process_expires(session_factory) -> None:
     assert sent == [1]
 
 
+def test_a_reminder_whose_sender_died_mid_send_is_sent_by_a_later_sweep(session_factory) -> None:
+    """The sweep leaves out sent reminders and live claims only: a claim older than the lease
+    (its process died between claiming and sending) is taken over, so the reminder is not lost."""
+    clock = ManualClock(T0)
+    request_id = make(session_factory, T0, S.PENDING_APPROVAL)
+    set_due(session_factory, request_id, T0.date() + timedelta(days=3))
+    with transaction(session_factory) as session:
+        session.add(Dispatch(key="due:3d:DSR-000001", request_id=request_id, claimed_by="dead",
+                             claimed_at=T0))
+    sweep = Sweeper(session_factory, clock)
+    assert sweep() == 0  # the claim is live: its process may still be sending
+    clock.advance(minutes=dispatch.LEASE.total_seconds() / 60 + 1)
+    assert sweep() == 1 and sweep.sent[0].text.startswith("DSR-000001 (access, GDPR) is due in 3 days")
+    assert sweep() == 0  # sent now: never again
+    with session_factory() as session:
+        claim = session.exec(select(Dispatch)).one()
+    assert (claim.claimed_by, claim.sent_at) == ("replica-1", clock.now())
+
+
 # Escalation
 
 
