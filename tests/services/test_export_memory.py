@@ -55,6 +55,7 @@ def unsealed_zip(figures: Figures, keys: MultiFernet, target: Path) -> Path:
     return target
 
 
+@pytest.mark.memory
 def test_ten_times_the_tickets_all_exported_with_flat_peak_memory(tmp_path, small_bounds) -> None:
     warm_up(tmp_path)
     small = measure(SMALL, tmp_path / "small", fresh_keys())

@@ -92,6 +92,7 @@ def test_folders_list_and_delete_what_is_below_them_only(export_store, monkeypat
     assert [read(export_store, name) for name in sorted(others)] == [n.encode() for n in sorted(others)]
 
 
+@pytest.mark.memory
 def test_large_files_are_written_and_read_a_chunk_at_a_time(export_store) -> None:
     size = 24 * CHUNK_BYTES + 5
     tracemalloc.start()
