@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import zipfile
 from pathlib import Path
 
@@ -88,4 +89,5 @@ def test_ten_times_the_tickets_all_exported_with_flat_peak_memory(tmp_path, smal
     figures = {phase: f"{ratios[phase]:.2f}x ({small_kib:,.0f} -> {large_kib:,.0f} KiB)"
                for phase, small_kib, large_kib in (("export", small.export_kib, large.export_kib),
                                                    ("packaging", small.package_kib, large.package_kib))}
-    assert max(ratios.values()) <= FLAT, f"peak memory for 10x the tickets: {figures}"
+    assert max(ratios.values()) <= FLAT, (f"peak memory for 10x the tickets: {figures}; threads "
+                                          f"(all allocate in the trace): {threading.enumerate()}")

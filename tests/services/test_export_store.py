@@ -4,6 +4,7 @@ and deleted by folder, and streams in chunks both ways."""
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 
 import pytest
@@ -95,6 +96,11 @@ def test_folders_list_and_delete_what_is_below_them_only(export_store, monkeypat
 @pytest.mark.memory
 def test_large_files_are_written_and_read_a_chunk_at_a_time(export_store) -> None:
     size = 24 * CHUNK_BYTES + 5
+    # A small file first: what a process sets up once (the driver's first connection, compiled
+    # statements) is not what a file costs.
+    write(export_store, "warm-up/file", pattern(2 * CHUNK_BYTES + 5))
+    assert len(read(export_store, "warm-up/file")) == 2 * CHUNK_BYTES + 5
+    assert export_store.delete("warm-up/") == 1
     tracemalloc.start()
     try:
         with export_store.writer("r/archive") as out:
@@ -111,7 +117,9 @@ def test_large_files_are_written_and_read_a_chunk_at_a_time(export_store) -> Non
         tracemalloc.stop()
     assert export_store.size("r/archive") == size and chunks >= size // CHUNK_BYTES
     # Held at once: a few chunks, never the 6 MiB file.
-    assert max(write_peak, read_peak) < 6 * CHUNK_BYTES, (write_peak, read_peak)
+    # (Any other thread of this process allocates within the same trace: named if it fails.)
+    assert max(write_peak, read_peak) < 6 * CHUNK_BYTES, (
+        write_peak, read_peak, [t.name for t in threading.enumerate()])
     if isinstance(export_store, DatabaseStore):
         with export_store.sessions() as session:
             rows = session.exec(select(func.count()).select_from(ExportChunk)).one()
