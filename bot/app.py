@@ -179,6 +179,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         listener_executor=executor,
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret else None,
+        # Checked once, before anything is parsed, by the one HTTP entry (bot.http.wsgi_app);
+        # Socket Mode's requests and the inbox's carry no signature to check.
+        request_verification_enabled=False,
     )
     database = core.service.sessions
     inbox = Inbox(open_inbox(database), app, executor, owner=core.jobs.owner,

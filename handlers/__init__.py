@@ -26,5 +26,7 @@ def register_handlers(app: App, deps: Deps) -> None:
             return BoltResponse(status=200, body="")
         return next()
 
-    for module in (commands, intake, matches, actions, lists, home, review):
+    # bolt tries the listeners in this order, one matcher call each: the most used first
+    # (`/dsr`, then the approvers' buttons).
+    for module in (commands, actions, intake, matches, lists, home, review):
         module.register(app)

@@ -118,10 +118,10 @@ def send_record(body: dict[str, Any], action: dict[str, Any], respond: Respond,
 
 
 def register(app: App) -> None:
-    app.action(Action.SEND_EXPORT)(ack=acknowledge, lazy=[send_export])
-    app.action(Action.SEND_RECORD)(ack=acknowledge, lazy=[send_record])
     app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
     app.action(Action.REJECT)(opens_a_modal(reject))
+    app.action(Action.SEND_EXPORT)(ack=acknowledge, lazy=[send_export])
+    app.action(Action.SEND_RECORD)(ack=acknowledge, lazy=[send_record])
     app.view(Callback.REJECT_REASON)(ack=submit_rejection, lazy=[announce_rejection])
     app.action(Action.RETRY)(ack=acknowledge, lazy=[retry])
     app.action(Action.NEW_REQUEST)(opens_a_modal(new_request))
