@@ -221,7 +221,7 @@ class Inbox(LazyListenerRunner):
             oldest = oldest.with_for_update(skip_locked=True)
         # One statement, so that the acks' INSERTs never wait while this process (niced) runs
         # Python between statements holding SQLite's write lock.
-        take = (sa.update(InboxItem).where(InboxItem.id.in_(oldest.scalar_subquery()))
+        take = (sa.update(InboxItem).where(InboxItem.id.in_(oldest.scalar_subquery()), free)
                 .values(claimed_by=self.owner, claimed_until=now + self.lease,
                         attempts=InboxItem.attempts + 1)
                 .returning(InboxItem.id, InboxItem.function, InboxItem.body, InboxItem.headers,
