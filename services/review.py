@@ -99,12 +99,18 @@ def store_confirmed(session: Session, request: DsrRequest, system: RequestSystem
 
 def mark_verified(session: Session, request_id: int, system: str, verified: Sequence[Verified], *,
                   at: datetime) -> None:
-    """What reading the vendor back showed, on each plan line it concerns."""
-    for entry in verified:
-        session.execute(sa.update(PlanItem).where(
-            PlanItem.request_id == request_id, PlanItem.system == system,
-            PlanItem.kind == entry.kind, PlanItem.record_id == entry.record_id,
-        ).values(done_at=at, verified=entry.note[:300]))
+    """What reading the vendor back showed, on each plan line it concerns: one UPDATE run for
+    every line at once (executemany; a statement a line took seconds for a thousand lines)."""
+    if not verified:
+        return
+    line = PlanItem.__table__.c
+    session.connection().execute(
+        PlanItem.__table__.update().where(
+            line.request_id == request_id, line.system == system,
+            line.kind == sa.bindparam("line_kind"), line.record_id == sa.bindparam("line_record"),
+        ).values(done_at=at, verified=sa.bindparam("line_note")),
+        [{"line_kind": e.kind, "line_record": e.record_id, "line_note": e.note[:300]}
+         for e in verified])
 
 
 def approved_entries(session: Session, request_id: int, system: str) -> list[PlanEntry]:
