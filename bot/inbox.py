@@ -82,11 +82,10 @@ def inbox_url(database_url: str) -> str:
 def open_inbox(database: SessionFactory) -> SessionFactory:
     """The sessions of the inbox's database (made at once if it is a file of its own) for the
     app whose `database` sessions are given."""
-    engine: sa.Engine = database.kw["bind"]
-    url = inbox_url(engine.url.render_as_string(hide_password=False))
-    if url == engine.url.render_as_string(hide_password=False):
+    url = database.kw["bind"].url.render_as_string(hide_password=False)
+    if (own_url := inbox_url(url)) == url:
         return database
-    own = make_engine(url)
+    own = make_engine(own_url)
     with own.begin() as connection:  # idempotent, so racing processes may all run it
         table = InboxItem.__table__
         connection.execute(sa.schema.CreateTable(table, if_not_exists=True))

@@ -65,8 +65,8 @@ def owed_reminders(session: Session, *, today: date, offsets: Sequence[int], ack
 
 @functools.cache
 def _owed_statement(offsets: tuple[int, ...], batch: int) -> Select[Any]:
-    """A batch of the owed reminders not claimed yet, after (:after_id, :after_prefix), the dates
-    as parameters: built once, a sweep only binds them.
+    """A batch of the owed reminders neither sent nor claimed since :live_since, after
+    (:after_id, :after_prefix), the dates as parameters: built once, a sweep only binds them.
 
     The sent and the claimed are left out in the database: a reminder's key is its kind's prefix
     (`due:3d:`, `ack:`) and the request's reference, and a request's claims are few, found by
@@ -117,9 +117,9 @@ def _reminder(row: Row[Any], today: date) -> Reminder:
 def sweep(sessions: SessionFactory, send: Callable[[Event], object], *, today: date,
           offsets: Sequence[int], ack_days: int, owner: str, now: datetime,
           lease: timedelta = dispatch.LEASE) -> int:
-    """Send each owed reminder not claimed yet; returns how many this call sent. Read in batches,
-    so memory does not grow with the requests due; a reminder another replica claims meanwhile
-    is left to it (`dispatch.once`)."""
+    """Send each owed reminder neither sent nor claimed within `lease`; returns how many this call
+    sent. Read in batches, so memory does not grow with the requests due; a reminder another
+    replica claims meanwhile is left to it (`dispatch.once`)."""
     with sessions() as session:  # a read snapshot; the claims commit on their own connections
         return sum(dispatch.once(sessions, r.key, lambda r=r: send(r.event), owner=owner, now=now,
                                  request_id=r.event.request_id, lease=lease)
