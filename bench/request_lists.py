@@ -68,7 +68,8 @@ from handlers.views.common import TYPE_LABELS
 from handlers.views.lists import HOME_ROWS, PAGE_SIZE
 from services.lookup import IdentifierLookup
 from services.policy import Policy
-from services.requests import RequestPage, RequestService
+from services.request_lists import RequestPage
+from services.requests import RequestService
 from services.subjects import Identifier
 from storage.db import make_engine, make_session_factory
 from storage.models import (

@@ -22,7 +22,7 @@ from handlers.views.common import TYPE_LABELS, as_dicts, escape
 from handlers.views.lists import PAGE_SIZE, list_blocks, list_modal, read_list_value
 from services.errors import InvalidRequest
 from services.lifecycle import TERMINAL
-from services.requests import RequestFilter, RequestPage
+from services.request_lists import RequestFilter, RequestPage
 from storage.models import RequestStatus, RequestType
 
 ECHO_LIMIT = 40  # how much of an unknown word a reply quotes

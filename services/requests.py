@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services import audit, deadlines, engine, matching, review
+from services import audit, deadlines, engine, matching, request_lists, review
 from services.clock import Clock
 from services.connectors.base import SubjectMatch
 from services.errors import (
@@ -29,11 +29,10 @@ from services.intake import NewRequest, confirm_records, create_request
 from services.lifecycle import transition
 from services.lookup import IdentifierLookup
 from services.policy import Policy
+from services.request_lists import RequestFilter, RequestLine, RequestPage
 from services.subjects import Identifier
 from storage.db import SessionFactory, transaction
 from storage.models import (
-    IS_OPEN,
-    OPEN_STATUSES,
     Approval,
     ApprovalDecision,
     DsrRequest,
@@ -45,9 +44,8 @@ from storage.models import (
     RequestType,
     SlackEvent,
     SubjectIdentifier,
-    format_reference,
 )
-from storage.queries import EFFECTIVE_DUE, get_jurisdiction, get_request
+from storage.queries import get_jurisdiction, get_request
 
 
 @dataclass(frozen=True)
@@ -65,54 +63,6 @@ class RequestDetail:
     systems: list[RequestSystem]
     approvals: list[Approval]
     steps: list[ExecutionStep]
-
-
-@dataclass(frozen=True)
-class RequestFilter:
-    """Which requests a list shows. Every field narrows it; none set: every request."""
-
-    statuses: Sequence[RequestStatus] = ()
-    types: Sequence[RequestType] = ()
-    received_from: date | None = None
-    received_to: date | None = None
-    requester: str | None = None
-    due_from: date | None = None  # open requests due on or after
-    due_before: date | None = None  # open requests due before
-    awaiting: str | None = None  # requests this approver may still decide
-    subject: Sequence[str] = ()  # lookup hashes of a subject's identifier (services.lookup)
-
-
-@dataclass(frozen=True)
-class RequestLine:
-    """What a list shows of a request (handlers.views.common.one_line), read as plain columns:
-    a page of these costs a fraction of ORM objects with their time zone conversions."""
-
-    id: int
-    type: RequestType
-    jurisdiction_code: str
-    status: RequestStatus
-    due_on: date
-    extended_due_on: date | None
-    simulation: bool
-
-    @property
-    def reference(self) -> str:
-        return format_reference(self.id)
-
-    @property
-    def effective_due_on(self) -> date:
-        return self.extended_due_on or self.due_on
-
-
-LINE_COLUMNS = (DsrRequest.id, DsrRequest.type, DsrRequest.jurisdiction_code, DsrRequest.status,
-                DsrRequest.due_on, DsrRequest.extended_due_on, DsrRequest.simulation)
-
-
-@dataclass(frozen=True)
-class RequestPage:
-    requests: list[RequestLine]
-    total: int  # how many match, of which these are from `offset` on
-    offset: int
 
 
 def find_request(session: Session, ref: str | int) -> DsrRequest:
@@ -439,64 +389,32 @@ class RequestService:
         """Requests matching `filters`, soonest deadline first for open-only lists and newest
         first otherwise, from `offset` on, with the total."""
         self.policy.require(self.policy.is_requester(viewer), "see requests")
-        query = self._filtered(filters)
-        # Read as plain columns on the session's connection (it answers a Slack ack: no ORM on
-        # the way). Two statements, not one with a window count: that count makes SQLite
-        # evaluate every match where the page alone stops after `limit` rows.
-        with self.sessions() as session:
-            connection = session.connection()
-            total = connection.execute(sa.select(sa.func.count()).select_from(
-                query.with_only_columns(DsrRequest.id).subquery())).scalar_one()
-            rows = connection.execute(_ordered(query.with_only_columns(*LINE_COLUMNS), filters)
-                                      .offset(offset).limit(limit)).all()
+        if filters.awaiting and not self.policy.is_approver(filters.awaiting):
+            return RequestPage([], 0, offset)
+        count, page = request_lists.page_statements(request_lists.shape_of(filters))
+        values = request_lists.parameters(filters, self.zone)
+        # A plain connection, not a Session: this answers a Slack ack. One transaction, so that
+        # the total and the page agree.
+        with self.sessions.kw["bind"].connect() as connection:
+            total = connection.execute(count, values).scalar_one()
+            rows = connection.execute(page, values | {"offset": offset, "limit": limit}).all()
         return RequestPage([RequestLine(*row) for row in rows], total, offset)
 
     def each(self, filters: RequestFilter, *, viewer: str) -> Iterator[DsrRequest]:
-        """Every request matching `filters`, newest first, read in batches (a CSV of them)."""
+        """Every request matching `filters`, in the list's order, read in batches (a CSV)."""
         self.policy.require(self.policy.is_requester(viewer), "see requests")
+        if filters.awaiting and not self.policy.is_approver(filters.awaiting):
+            return
+        query = request_lists.requests_of(request_lists.shape_of(filters))
         with self.sessions() as session:
-            yield from session.exec(_ordered(self._filtered(filters), filters)
-                                    .execution_options(yield_per=500))
+            yield from session.exec(query.execution_options(yield_per=500),  # type: ignore[call-overload]
+                                    params=request_lists.parameters(filters, self.zone))
 
     def subject_lookups(self, typed: str) -> list[str]:
         """The hashes a typed email, phone or name is found by (RequestFilter.subject)."""
         if self.lookup is None:
             raise InvalidRequest("Finding requests by their subject is not set up here.")
         return self.lookup.digests_of(typed)
-
-    def _filtered(self, filters: RequestFilter):  # noqa: ANN202 - a select of DsrRequest
-        query = select(DsrRequest)
-        if set(filters.statuses) == set(OPEN_STATUSES):
-            query = query.where(IS_OPEN)  # as written, so that SQLite uses its partial index
-        elif filters.statuses:
-            query = query.where(DsrRequest.status.in_(filters.statuses))
-        if filters.types:
-            query = query.where(DsrRequest.type.in_(filters.types))
-        if filters.requester:
-            query = query.where(DsrRequest.requester_slack_id == filters.requester)
-        if filters.received_from:
-            query = query.where(DsrRequest.received_at >= _start_of(filters.received_from, self.zone))
-        if filters.received_to:
-            query = query.where(DsrRequest.received_at < _start_of(
-                date.fromordinal(filters.received_to.toordinal() + 1), self.zone))
-        if filters.due_from or filters.due_before:
-            query = query.where(IS_OPEN)
-        if filters.due_from:
-            query = query.where(filters.due_from <= EFFECTIVE_DUE)
-        if filters.due_before:
-            query = query.where(filters.due_before > EFFECTIVE_DUE)
-        if filters.awaiting:
-            if not self.policy.is_approver(filters.awaiting):
-                return query.where(sa.false())
-            decided = select(Approval.request_id).where(
-                Approval.approver_slack_id == filters.awaiting)
-            query = query.where(DsrRequest.status == RequestStatus.PENDING_APPROVAL,
-                                DsrRequest.requester_slack_id != filters.awaiting,
-                                DsrRequest.id.not_in(decided))
-        if filters.subject:
-            query = query.where(DsrRequest.id.in_(select(SubjectIdentifier.request_id).where(
-                SubjectIdentifier.lookup.in_(filters.subject))))
-        return query
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.zone).date()
@@ -532,15 +450,3 @@ def _plan_action(value: str) -> PlanAction:
         return PlanAction(value)
     except ValueError:
         raise InvalidRequest(f"{value[:40]!r} is not an action of a plan.") from None
-
-
-def _ordered(query, filters: RequestFilter):  # noqa: ANN001, ANN202 - a select of DsrRequest
-    """Lists of open requests by deadline (the next one first); the others newest first."""
-    if filters.due_from or filters.due_before or filters.awaiting:
-        return query.order_by(EFFECTIVE_DUE, DsrRequest.id)
-    return query.order_by(DsrRequest.id.desc())
-
-
-def _start_of(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=zone)
-

@@ -11,7 +11,7 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action
 from handlers.views.common import context, line_sections, one_line, section
-from services.requests import RequestPage
+from services.request_lists import RequestPage
 
 PAGE_SIZE = 20  # rows of a list page: 2 sections, well inside a message's 50 blocks
 HOME_ROWS = 5  # rows of each Home group; "N more" opens the whole list

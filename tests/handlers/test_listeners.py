@@ -19,7 +19,7 @@ from handlers.deps import AFTER_ACK, opens_a_modal
 from handlers.ids import Block, Callback
 from handlers.views.intake import max_length
 from services.errors import InvalidRequest
-from services.requests import RequestFilter
+from services.request_lists import RequestFilter
 from services.subjects import Identifier
 from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
 from tests.forms import form

@@ -13,7 +13,8 @@ from handlers.views.lists import PAGE_SIZE, home_group, list_blocks, list_modal
 from handlers.views.matches import matches_modal
 from handlers.views.request import approval_message, detail_blocks
 from services.matching import MatchPage
-from services.requests import RequestDetail, RequestPage
+from services.request_lists import RequestPage
+from services.requests import RequestDetail
 from storage.models import (
     Approval,
     DsrRequest,

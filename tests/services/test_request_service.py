@@ -20,9 +20,11 @@ from services.errors import (
 )
 from services.lookup import IdentifierLookup
 from services.policy import Policy
-from services.requests import RequestFilter, RequestService
+from services.request_lists import RequestFilter
+from services.requests import RequestService
 from services.subjects import Identifier
 from storage.models import (
+    OPEN_STATUSES,
     AuditEvent,
     DsrRequest,
     ExecutionStep,
@@ -185,7 +187,7 @@ def refs(service, viewer: str = "U_REQUESTER", **filters) -> list[str]:
 def test_list_filters_and_awaiting(service) -> None:
     access = pending(service)
     erasure = pending(service, type=RequestType.ERASURE)
-    service.create(new_request())  # still received
+    received = service.create(new_request()).reference  # an access request, still received
     assert refs(service, statuses=[RequestStatus.PENDING_APPROVAL]) == [erasure, access]
     assert refs(service, types=[RequestType.ERASURE]) == [erasure]
     assert refs(service, received_from=date(2026, 3, 3)) == []
@@ -194,6 +196,18 @@ def test_list_filters_and_awaiting(service) -> None:
     assert refs(service, awaiting="U_APPROVER1") == [access]
     assert set(refs(service, awaiting="U_APPROVER2")) == {access, erasure}
     assert refs(service, awaiting="U_REQUESTER") == []  # no approver: nothing awaits them
+    assert [r.reference for r in service.each(RequestFilter(awaiting="U_APPROVER1"),
+                                              viewer="U_REQUESTER")] == [access]
+    assert len(refs(service, requester="U_REQUESTER")) == 3
+    assert refs(service, requester="U_MANAGER") == []
+    # Received on 2 March 2026 (the service's clock), due a month later, on 2 April.
+    assert len(refs(service, due_before=date(2026, 4, 3))) == 3
+    assert refs(service, due_before=date(2026, 4, 2)) == []
+    assert refs(service, due_from=date(2026, 4, 2), types=[RequestType.ERASURE]) == [erasure]
+    assert refs(service, due_from=date(2026, 4, 3)) == []
+    service.cancel(access, actor="U_REQUESTER", reason="duplicate")
+    assert len(refs(service, due_before=date(2026, 4, 3))) == 2  # open ones only
+    assert refs(service, statuses=list(OPEN_STATUSES), types=[RequestType.ACCESS]) == [received]
 
 
 def test_a_list_pages_with_its_total(service) -> None:
