@@ -137,6 +137,8 @@ class DsrRequest(SQLModel, table=True):
                  postgresql_where=sa.text("identifiers_reduced_at IS NULL AND closed_at IS NOT NULL")),
         # "open mine" (the Home, `/dsr list`) counts a requester's open requests in the index.
         sa.Index("ix_dsr_request_requester_status", "requester_slack_id", "status"),
+        # Lists by status and type (`/dsr list pending_approval erasure`) count in the index.
+        sa.Index("ix_dsr_request_status_type", "status", "type"),
         # The deliverables job looks only at closed requests whose record is not made yet.
         sa.Index("ix_dsr_request_unrecorded", "closed_at",
                  sqlite_where=sa.text("recorded_at IS NULL AND closed_at IS NOT NULL"),
@@ -145,7 +147,7 @@ class DsrRequest(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     type: RequestType = Field(sa_type=enum_column(RequestType))
-    status: RequestStatus = Field(sa_type=enum_column(RequestStatus), index=True)
+    status: RequestStatus = Field(sa_type=enum_column(RequestStatus))
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", max_length=16)
     received_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ack_due_on: date | None = None
