@@ -21,7 +21,6 @@ from services.errors import InvalidRequest
 from services.exports import archive_chunks, archive_path
 from services.labels import People
 from services.policy import Policy
-from services.record_pdf import render_pdf
 from services.records import ComplianceRecord, record_json
 from services.requests import find_request
 from services.scheduled.deliverables import record_of
@@ -58,6 +57,10 @@ class Deliveries:
 
     def _upload_record(self, record: ComplianceRecord, channel: str,
                        thread_ts: str | None = None) -> None:
+        # Imported here: fpdf2 and matplotlib (its fonts) are 0.6 s of start-up that the
+        # processes answering Slack never need.
+        from services.record_pdf import render_pdf
+
         ref = record.reference
         self.client.files_upload_v2(
             channel=channel, thread_ts=thread_ts,
