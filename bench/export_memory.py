@@ -55,12 +55,12 @@ from cryptography.fernet import Fernet, MultiFernet
 
 from services.connectors.base import Done, RequestSpec
 from services.connectors.http import Limits
-from services.connectors.zendesk import TICKETS, ZendeskConnector
 from services.export_store import DatabaseStore, ExportStore, FolderStore
 from services.exports import Package, SealedSink, package, subject_readme
 from services.sandbox.server import serve
-from services.sandbox.zendesk import ZendeskSandbox
 from services.subjects import Identifier
+from services.vendors.zendesk.connector import TICKETS, ZendeskConnector
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import IdentifierKind, RequestType

@@ -32,10 +32,10 @@ from bot.settings import Settings
 from bot.wiring import ConnectorRegistry
 from services import engine as eng
 from services.clock import SystemClock
-from services.connectors.zendesk import MAX_JOBS, ZENDESK_LIMITS
 from services.lifecycle import TERMINAL
 from services.sandbox.server import serve
-from services.sandbox.zendesk import ZendeskSandbox
+from services.vendors.zendesk.connector import MAX_JOBS, ZENDESK_LIMITS
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import DsrRequest, RequestStatus, RequestType

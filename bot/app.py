@@ -26,7 +26,6 @@ from handlers import register_handlers
 from handlers.deps import Deps
 from handlers.edge import answer_error
 from services.clock import Clock, SystemClock
-from services.connectors import CONNECTORS
 from services.connectors.budget import SharedBudget
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
@@ -35,6 +34,7 @@ from services.lookup import IdentifierLookup, backfill_lookups
 from services.notify import LoggingNotifier
 from services.policy import Policy
 from services.requests import RequestService
+from services.vendors import VENDORS
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.queries import list_jurisdictions
@@ -144,9 +144,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
         with sessions() as session:
             return list_jurisdictions(session=session)
 
-    live = {name for name, configured in (
-        ("genesys", bool(settings.genesys_client_id and settings.genesys_client_secret)),
-        ("zendesk", bool(settings.zendesk_base_url and settings.zendesk_api_token))) if configured}
+    live = {name for name in VENDORS if settings.vendor(name).configured}
     speed = getattr(clock, "speed", 1.0)  # a rehearsal clock stretches leases (see bot.jobs)
     worker = Worker(sessions, registry,
                     lambda request, system: SealedSink(
@@ -155,7 +153,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     people = SlackPeople(client) if token else None  # names in compliance records (users:read)
     deliveries = Deliveries(client, sessions, settings, clock, policy, owner=worker.id, people=people)
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
-                systems=sorted(CONNECTORS), live_systems=live, jurisdictions=jurisdictions,
+                systems=sorted(VENDORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None,  # the scheduler's, once there is one
                 deliverables=deliveries)
     notifier = SlackNotifier(client, deps, deliveries) if token else LoggingNotifier()

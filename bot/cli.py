@@ -443,15 +443,18 @@ def _jobs_serve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.wiring import SANDBOX_GENESYS, SANDBOX_ZENDESK, build_sandbox
     from services.sandbox import server
+    from services.vendors import vendor
 
-    sandbox = build_sandbox(args.vendor, seed=args.seed, people=args.people)
+    spec = vendor(args.vendor)
+    sandbox = spec.standin(seed=args.seed, people=args.people, clock=time.time,
+                           settings=settings.vendor(args.vendor))
     running = server.start(sandbox.wsgi, port=args.port)
-    credentials = SANDBOX_GENESYS if args.vendor == "genesys" else SANDBOX_ZENDESK
     print(f"{args.vendor} stand-in (seed {args.seed}, {args.people} people) at {running.url}",
           flush=True)
-    print("credentials: " + ", ".join(f"{k}={v}" for k, v in credentials.items()), flush=True)
+    credentials = spec.standin_account(running.url).credentials
+    print("credentials: " + ", ".join(f"{k}={v}" for k, v in credentials.items()
+                                      if not k.endswith("_url")), flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -473,7 +476,7 @@ def _worker_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _sandbox_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("vendor", choices=["genesys", "zendesk"])
+    parser.add_argument("vendor", help="a vendor's name, e.g. zendesk (services/vendors/)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--people", type=int, default=40)

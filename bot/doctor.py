@@ -21,6 +21,7 @@ from services.errors import ConfigurationError
 from services.exports import latest_archive
 from services.sealed import SealBroken, read_sealed
 from services.subjects import Identifier
+from services.vendors import VENDORS
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import IdentifierKind
@@ -148,22 +149,14 @@ def check_slack(settings: Settings, client: WebClient | None = None) -> list[Fin
 
 def check_vendors(settings: Settings, registry: ConnectorRegistry) -> list[Finding]:
     findings = []
-    configured = {
-        "genesys": bool(settings.genesys_client_id and settings.genesys_client_secret),
-        "zendesk": bool(settings.zendesk_base_url and settings.zendesk_api_token),
-    }
-    hints = {"genesys": "the OAuth client needs gdpr:request:add, gdpr:request:view and "
-                        "gdpr:subject:view (Admin > OAuth); check GENESYS_REGION",
-             "zendesk": "use an admin's email and API token (Admin Center > Apps and "
-                        "integrations > Zendesk API); check ZENDESK_SUBDOMAIN"}
-    for system, ready in configured.items():
-        if not ready:
+    for system, spec in VENDORS.items():
+        if not settings.vendor(system).configured:
             findings.append(Finding(True, f"{system}: not configured, simulation only"))
             continue
         try:
             registry(system, False).search_subjects([PROBE])
         except (VendorError, httpx.HTTPError) as exc:
-            findings.append(Finding(False, f"{system}: {exc}", hints[system]))
+            findings.append(Finding(False, f"{system}: {exc}", spec.doctor_hint))
             continue
         findings.append(Finding(True, f"{system}: credentials work, subject search allowed"))
     return findings

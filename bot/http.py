@@ -46,6 +46,7 @@ from sqlalchemy import text
 from bot.app import Runtime, create_app
 from bot.handoff import Doorbell, answer
 from bot.settings import Settings
+from services.vendors import VENDORS
 
 log = logging.getLogger("dsr_desk.http")
 HTTP, BACKGROUND = "http", "background"
@@ -167,11 +168,10 @@ class HttpServer(BaseApplication):
         # Simulation mode's vendor stand-ins (unless settings name running ones): one of each
         # for all the processes, served by the background process on sockets bound here, before
         # the fork, so that every process names the same ones and a restart keeps the address.
-        self.standins = {system: socket.create_server(("127.0.0.1", 0)) for system, url in (
-            ("genesys", settings.sandbox_genesys_url),
-            ("zendesk", settings.sandbox_zendesk_url)) if not url}
-        self.settings = settings.model_copy(update={
-            f"sandbox_{system}_url": f"http://127.0.0.1:{listener.getsockname()[1]}"
+        self.standins = {system: socket.create_server(("127.0.0.1", 0)) for system in VENDORS
+                         if not settings.vendor(system).sandbox_url}
+        self.settings = settings.with_sandbox_urls({
+            system: f"http://127.0.0.1:{listener.getsockname()[1]}"
             for system, listener in self.standins.items()})
         self.options = options
         self.handoff_dir = _handoff_dir()

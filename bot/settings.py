@@ -8,26 +8,48 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import ConfigurationError
 from services.sealed import KEY_HINT, export_keys
-
-# Values that mean "somebody copied the example and forgot to fill it in".
-_PLACEHOLDERS = {"changeme", "changethis", "xoxb-your-token", "xapp-your-token", "secret", "todo"}
+from services.vendors import VENDORS, vendor
+from services.vendors.base import PLACEHOLDERS, VendorSettings
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
+    _vendors: dict[str, VendorSettings] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        # Each vendor's settings (services/vendors/<name>/settings.py), read from the same places:
+        # the environment, the same .env file, and the values given here by their variables'
+        # names (ZENDESK_REQUESTS_PER_MINUTE=...).
+        given = {k: v for k, v in values.items() if not k.startswith("_")}
+        if "_env_file" in values:
+            given["_env_file"] = values["_env_file"]
+        self._vendors = {name: spec.settings(**given) for name, spec in VENDORS.items()}
+
+    def vendor(self, name: str) -> VendorSettings:
+        """The settings of the vendor `name`; a ConfigurationError if there is no such vendor."""
+        vendor(name)
+        return self._vendors[name]
+
+    def with_sandbox_urls(self, urls: dict[str, str]) -> Settings:
+        """These settings, with running stand-ins named for these vendors (HTTP mode's)."""
+        copy = self.model_copy()
+        copy._vendors = {name: settings.model_copy(update={"sandbox_url": urls[name]})
+                         if name in urls else settings for name, settings in self._vendors.items()}
+        return copy
 
     data_dir: Path = Field(
         default=Path("var"),
@@ -69,32 +91,6 @@ class Settings(BaseSettings):
         default=2, ge=1, le=5, validation_alias="DSR_ERASURE_APPROVALS",
         description="Distinct approvers an erasure needs (irreversible); other types need one.",
     )
-
-    genesys_region: str = Field(
-        default="mypurecloud.com",
-        validation_alias="GENESYS_REGION",
-        description="Genesys Cloud region host, e.g. mypurecloud.de (API api.<region>).",
-    )
-    genesys_api_url: str = Field(default="", validation_alias="GENESYS_API_URL")
-    genesys_login_url: str = Field(default="", validation_alias="GENESYS_LOGIN_URL")
-    genesys_client_id: str = Field(default="", validation_alias="GENESYS_CLIENT_ID")
-    genesys_client_secret: SecretStr | None = Field(
-        default=None, validation_alias="GENESYS_CLIENT_SECRET"
-    )
-    genesys_requests_per_minute: int = Field(
-        default=300, gt=0, validation_alias="GENESYS_REQUESTS_PER_MINUTE"
-    )
-    genesys_concurrency: int = Field(default=4, gt=0, le=64, validation_alias="GENESYS_CONCURRENCY")
-
-    zendesk_subdomain: str = Field(default="", validation_alias="ZENDESK_SUBDOMAIN")
-    zendesk_url: str = Field(default="", validation_alias="ZENDESK_URL")
-    zendesk_email: str = Field(default="", validation_alias="ZENDESK_EMAIL")
-    zendesk_api_token: SecretStr | None = Field(default=None, validation_alias="ZENDESK_API_TOKEN")
-    zendesk_requests_per_minute: int = Field(
-        default=400, gt=0, validation_alias="ZENDESK_REQUESTS_PER_MINUTE",
-        description="Your plan's limit: Team 200, Growth/Professional 400, Enterprise 700.",
-    )
-    zendesk_concurrency: int = Field(default=4, gt=0, le=64, validation_alias="ZENDESK_CONCURRENCY")
 
     poll_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="DSR_POLL_SECONDS",
@@ -152,16 +148,6 @@ class Settings(BaseSettings):
 
     sandbox_seed: int = Field(default=0, validation_alias="DSR_SANDBOX_SEED")
     sandbox_people: int = Field(default=40, ge=1, le=100_000, validation_alias="DSR_SANDBOX_PEOPLE")
-    sandbox_genesys_url: str = Field(
-        default="", validation_alias="DSR_SANDBOX_GENESYS_URL",
-        description="Use a running Genesys stand-in (dsr-desk sandbox serve) for simulations.",
-    )
-    sandbox_zendesk_url: str = Field(default="", validation_alias="DSR_SANDBOX_ZENDESK_URL")
-    sandbox_genesys_request_seconds: float = Field(
-        default=0.0, ge=0.0, le=14 * 86400.0, validation_alias="DSR_SANDBOX_GENESYS_REQUEST_SECONDS",
-        description="How long a simulated Genesys GDPR request takes (real ones take days): "
-                    "training then shows the polling and its growing delay.",
-    )
 
     @field_validator("database_url")
     @classmethod
@@ -221,12 +207,11 @@ class Settings(BaseSettings):
         return value.upper()
 
     @field_validator(
-        "slack_bot_token", "slack_app_token", "slack_signing_secret", "genesys_client_secret",
-        "zendesk_api_token",
+        "slack_bot_token", "slack_app_token", "slack_signing_secret",
     )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDERS:
             raise ValueError("is still the placeholder from the example; set the real value")
         return value
 
@@ -274,18 +259,6 @@ class Settings(BaseSettings):
         return tuple(sorted({int(p) for p in _split(self.reminder_days)}, reverse=True))
 
     @property
-    def genesys_urls(self) -> tuple[str, str]:
-        """(API base, login base) of the real Genesys Cloud org."""
-        return (self.genesys_api_url or f"https://api.{self.genesys_region}",
-                self.genesys_login_url or f"https://login.{self.genesys_region}")
-
-    @property
-    def zendesk_base_url(self) -> str:
-        if self.zendesk_url:
-            return self.zendesk_url
-        return f"https://{self.zendesk_subdomain}.zendesk.com" if self.zendesk_subdomain else ""
-
-    @property
     def exports_dir(self) -> Path:
         """The exports' folder when DSR_EXPORT_STORE=folder."""
         return self.data_dir / "exports"
@@ -309,10 +282,12 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
+        model = next((v.settings for v in VENDORS.values() if v.settings.__name__ == exc.title),
+                     Settings)
         problems = []
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "settings"
-            field = Settings.model_fields.get(name)
+            field = model.model_fields.get(name)
             variable = field.validation_alias if field and field.validation_alias else name
             problems.append(f"{str(variable).upper()}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,5 +1,5 @@
-"""Builds connectors for real and simulated requests (the one place that knows both), and the
-export store the settings name."""
+"""Builds connectors for real and simulated requests from the vendors' registry
+(services/vendors), and the export store the settings name."""
 
 from __future__ import annotations
 
@@ -12,20 +12,14 @@ from typing import Any
 import httpx
 
 from bot.settings import Settings
-from services.connectors import connector_class
 from services.connectors.base import Connector
 from services.connectors.budget import SharedBudget
-from services.connectors.genesys import GenesysConnector
 from services.connectors.http import Limits
-from services.connectors.zendesk import ZendeskConnector
 from services.errors import ConfigurationError
 from services.export_store import ExportStore, open_store
 from services.sandbox import server
+from services.vendors import vendor
 from storage.db import SessionFactory
-
-# The stand-ins' own credentials (see services/sandbox): simulation needs no real secret.
-SANDBOX_GENESYS = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
-SANDBOX_ZENDESK = {"email": "agent@example.com", "token": "sandbox-token"}
 
 
 class Sandboxes:
@@ -40,9 +34,7 @@ class Sandboxes:
         self._lock = threading.Lock()
 
     def url(self, system: str) -> str:
-        configured = {"genesys": self.settings.sandbox_genesys_url,
-                      "zendesk": self.settings.sandbox_zendesk_url}.get(system)
-        if configured:
+        if configured := self.settings.vendor(system).sandbox_url:
             return configured
         with self._lock:
             if system not in self._running:
@@ -56,10 +48,9 @@ class Sandboxes:
             self._start(system, listener)
 
     def _start(self, system: str, listener: socket.socket | None = None) -> None:
-        options = {"request_seconds": self.settings.sandbox_genesys_request_seconds,
-                   "clock": self.clock} if system == "genesys" else {}
-        sandbox = build_sandbox(system, seed=self.settings.sandbox_seed,
-                                people=self.settings.sandbox_people, **options)
+        sandbox = vendor(system).standin(seed=self.settings.sandbox_seed,
+                                         people=self.settings.sandbox_people, clock=self.clock,
+                                         settings=self.settings.vendor(system))
         self.instances[system] = sandbox
         self._running[system] = server.start(sandbox.wsgi, listener=listener)
 
@@ -69,19 +60,6 @@ class Sandboxes:
         self._running.clear()
         for sandbox in self.instances.values():
             getattr(sandbox, "close", lambda: None)()  # e.g. Genesys' results storage listener
-
-
-def build_sandbox(system: str, **options: Any) -> Any:
-    if system == "genesys":
-        from services.sandbox.genesys import GenesysSandbox
-
-        return GenesysSandbox(**options)
-    if system == "zendesk":
-        from services.sandbox.zendesk import ZendeskSandbox
-
-        return ZendeskSandbox(**options)
-    connector_class(system)  # raises the helpful error for an unknown name
-    raise ConfigurationError(f"{system} has no stand-in for simulation mode")
 
 
 class ConnectorRegistry:
@@ -107,39 +85,15 @@ class ConnectorRegistry:
             return self._cache[key]
 
     def _build(self, system: str, simulation: bool) -> Connector:
-        s = self.settings
-        connector_class(system)
-        if system == "genesys":
-            limits = Limits(requests_per_minute=s.genesys_requests_per_minute,
-                            concurrency=s.genesys_concurrency, budget=self.budget)
-            if simulation:
-                url = self.sandboxes.url("genesys")
-                options = {"login_url": url, **SANDBOX_GENESYS}
-            else:
-                url, login = s.genesys_urls
-                if not (s.genesys_client_id and s.genesys_client_secret):
-                    raise ConfigurationError(
-                        "Genesys Cloud is not configured: set GENESYS_CLIENT_ID and "
-                        "GENESYS_CLIENT_SECRET (an OAuth client with gdpr:request:add, "
-                        "gdpr:request:view and gdpr:subject:view)."
-                    )
-                options = {"login_url": login, "client_id": s.genesys_client_id,
-                           "client_secret": s.genesys_client_secret.get_secret_value()}
-            return GenesysConnector(self.client, url,
-                                    **{"limits": limits, **options, **self.overrides})
-        limits = Limits(requests_per_minute=s.zendesk_requests_per_minute,
-                        concurrency=s.zendesk_concurrency, budget=self.budget)
+        spec, settings = vendor(system), self.settings.vendor(system)
         if simulation:
-            url, options = self.sandboxes.url("zendesk"), dict(SANDBOX_ZENDESK)
-        else:
-            if not (s.zendesk_base_url and s.zendesk_email and s.zendesk_api_token):
-                raise ConfigurationError(
-                    "Zendesk is not configured: set ZENDESK_SUBDOMAIN, ZENDESK_EMAIL and "
-                    "ZENDESK_API_TOKEN (an admin's API token)."
-                )
-            url = s.zendesk_base_url
-            options = {"email": s.zendesk_email, "token": s.zendesk_api_token.get_secret_value()}
-        return ZendeskConnector(self.client, url, **{"limits": limits, **options, **self.overrides})
+            account = spec.standin_account(self.sandboxes.url(system))
+        elif (account := settings.account()) is None:
+            raise ConfigurationError(spec.missing)
+        limits = Limits(requests_per_minute=settings.requests_per_minute,
+                        concurrency=settings.concurrency, budget=self.budget)
+        options = {"limits": limits, **account.credentials, **self.overrides}  # overrides win
+        return spec.connector(self.client, account.url, **options)  # type: ignore[call-arg]
 
 
 def export_store(settings: Settings, sessions: SessionFactory) -> ExportStore:

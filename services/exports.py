@@ -32,6 +32,7 @@ from cryptography.fernet import MultiFernet
 from services.errors import InvalidRequest
 from services.export_store import ExportStore, check_path
 from services.sealed import SealBroken, SealedWriter, read_sealed, unseal
+from services.vendors import VENDORS
 
 STAGING = "staging"
 PER_FILE = 500  # documents per archive file: few files to list, each small enough to open
@@ -248,11 +249,8 @@ def latest_archive(store: ExportStore) -> str | None:
 
 def subject_readme(reference: str, systems: list[str], at: datetime) -> str:
     """What the subject reads first, in plain language."""
-    names = {"zendesk": "Zendesk Support (our customer service desk): users-001.json is your profile, "
-                        "tickets-001.json, -002.json, ... your requests with every reply",
-             "genesys": "Genesys Cloud (our contact centre: calls, chats, messages): the archive "
-                        "file(s) Genesys Cloud made, unchanged (open each .zip; inside is JSON)"}
-    listed = "\n".join(f"  - {system}/: {names.get(system, system)}" for system in systems)
+    listed = "\n".join(f"  - {system}/: {VENDORS[system].export_text if system in VENDORS else system}"
+                       for system in systems)
     return f"""YOUR PERSONAL DATA ({reference})
 
 This archive holds a copy of the personal data we hold about you in the systems below, as you

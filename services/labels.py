@@ -1,5 +1,5 @@
-"""The words people read for things and for people: one label per request type, in Slack, the
-digest and the compliance record alike, and a person as Slack shows them.
+"""The words people read for things and for people: one label per request type and per system,
+in Slack, the digest and the compliance record alike, and a person as Slack shows them.
 
 A person is named by `People` (the Slack implementation is `bot.directory.SlackPeople`). The
 compliance record asks once, when it is made, and keeps the answer: it names people as they were
@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from services.vendors import VENDORS
 from storage.models import RequestType
 
 TYPE_LABELS: dict[str, str] = {
@@ -20,6 +21,13 @@ TYPE_LABELS: dict[str, str] = {
     RequestType.RECTIFICATION.value: "Rectification",
     RequestType.OBJECTION.value: "Objection / restriction",
 }
+
+
+
+def system_label(name: str) -> str:
+    """A system as people read it: its vendor's label (Zendesk Support), or its name."""
+    return VENDORS[name].label if name in VENDORS else name
+
 
 # Slack user ids (U…, or W… on Enterprise Grid). Other actors in the trail ("dsr-desk",
 # "dsr-desk:retention", a worker) are no person: they are shown as they are, never looked up.

@@ -20,7 +20,7 @@ import matplotlib
 from fpdf import FPDF, FontFace
 from fpdf.enums import TableBordersLayout, TableCellFillMode, XPos, YPos
 
-from services.labels import TYPE_LABELS
+from services.labels import TYPE_LABELS, system_label
 from services.records import ComplianceRecord, Step
 
 FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -34,7 +34,6 @@ ACCENT = (31, 58, 96)
 WARN = (156, 96, 0)
 
 OUTCOME_LABELS = {"completed": "Completed", "rejected": "Rejected", "canceled": "Canceled"}
-SYSTEM_LABELS = {"genesys": "Genesys Cloud", "zendesk": "Zendesk Support"}
 KIND_LABELS = {"name": "Name", "email": "Email", "phone": "Phone", "address": "Address",
                "external_id": "External id", "vendor_user_id": "Vendor user id", "text": "Search term"}
 
@@ -252,7 +251,7 @@ def _summary(pdf: _Document, record: ComplianceRecord) -> None:
                  "personal data was processed." if record.simulation
          else "Live: run against the vendors' production APIs."),
         ("Systems covered", ", ".join(
-            f"{SYSTEM_LABELS.get(s.system, s.system)} ({len(s.confirmed_records)} record(s) confirmed)"
+            f"{system_label(s.system)} ({len(s.confirmed_records)} record(s) confirmed)"
             for s in record.systems) or "—"),
     ]
     pdf.key_values(rows)
@@ -266,7 +265,7 @@ def _subject(pdf: _Document, record: ComplianceRecord) -> None:
     ])
     pdf.ln(2)
     rows = [(KIND_LABELS.get(i.kind, i.kind), i.purpose.replace("_", " "), i.value,
-             SYSTEM_LABELS.get(i.system, i.system) if i.system else "—") for i in record.subject]
+             system_label(i.system) if i.system else "—") for i in record.subject]
     pdf.grid(("Identifier", "Purpose", "Value (masked)", "System"), (30, 30, 80, 34), rows,
              mono_columns=(2,))
     pdf.ln(1)
@@ -289,7 +288,7 @@ def _steps(pdf: _Document, record: ComplianceRecord) -> None:
     if not record.steps:
         pdf.paragraph("No step was executed: the request was closed before execution.")
         return
-    rows = [(str(s.position), SYSTEM_LABELS.get(s.system, s.system), s.action, s.status,
+    rows = [(str(s.position), system_label(s.system), s.action, s.status,
              at(s.started_at, "\n"), at(s.finished_at, "\n"), f"{result_summary(s)}"
              + (f" ({len(s.attempts)} attempts)" if len(s.attempts) > 1 else ""))
             for s in record.steps]
@@ -304,7 +303,7 @@ def _plan(pdf: _Document, record: ComplianceRecord) -> None:
     pdf.paragraph(f"Plan SHA-256 {record.plan_sha256 or '—'}: the requester reviewed each line; "
                   "the approvals above name the plan they approved. Only these actions ran; a "
                   "line counts as done only when reading the vendor back showed it.", size=7.5)
-    rows = [(SYSTEM_LABELS.get(p.system, p.system), f"{p.kind} {p.record_id}",
+    rows = [(system_label(p.system), f"{p.kind} {p.record_id}",
              "; ".join(p.how_found[:3]) or "—",
              p.action + (f" (proposed {p.proposed}; changed by {record.who(p.changed_by)})"
                          if p.changed_by else ""),

@@ -16,9 +16,9 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action, Block, Callback
 from handlers.views.common import TYPE_LABELS, context
+from services.labels import system_label
 from storage.models import Approval, DsrRequest, Jurisdiction
 
-SYSTEM_LABELS = {"zendesk": "Zendesk Support", "genesys": "Genesys Cloud"}
 SLACK_TEXT_LIMIT = 3000  # the most a plain_text_input takes
 # The fields whose column holds less than Slack's limit, or that are kept short: the modal
 # enforces each, and the listener checks again (a submission need not come from our modal).
@@ -67,7 +67,7 @@ def intake_modal(jurisdictions: Sequence[Jurisdiction], systems: Sequence[str]) 
                 options=[Option(value=j.code, text=j.name[:75]) for j in jurisdictions][:100])),
             InputBlock(block_id=Block.SYSTEMS, label="Systems", element=CheckboxesElement(
                 action_id=Action.INPUT,
-                options=[Option(value=s, text=SYSTEM_LABELS.get(s, s)) for s in systems])),
+                options=[Option(value=s, text=system_label(s)) for s in systems])),
             InputBlock(block_id=Block.REAL_API, label="Mode", optional=True,
                        hint="Leave unticked to run a simulation against built-in stand-ins: "
                             "nothing real is touched.",

@@ -19,7 +19,7 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action, Callback
 from handlers.views.common import clip, context, section
-from handlers.views.intake import SYSTEM_LABELS
+from services.labels import system_label
 from services.matching import MatchPage, facts
 
 PAGE_SIZE = 10  # a checkboxes element holds at most 10 options
@@ -39,7 +39,7 @@ def picks_block_id(page: MatchPage) -> str:
 
 
 def _system(page: MatchPage) -> list[Block]:
-    label = SYSTEM_LABELS.get(page.system, page.system)
+    label = system_label(page.system)
     if not page.found:
         return [section(f"*{label}*: no record matches these identifiers.")]
     shown = (f"{page.offset + 1}–{page.offset + len(page.candidates)} of {page.total}"

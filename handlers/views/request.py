@@ -27,8 +27,8 @@ from handlers.views.common import (
     section,
     simulated,
 )
-from handlers.views.intake import SYSTEM_LABELS
 from handlers.views.review import review_button
+from services.labels import system_label
 from services.requests import Decision, RequestDetail
 from storage.models import (
     Approval,
@@ -59,7 +59,7 @@ def approval_message(detail: RequestDetail, required: int, today: date,
     """The request's message in the approvals channel (identifiers masked); its thread carries
     the progress."""
     request = detail.request
-    systems = ", ".join(SYSTEM_LABELS.get(s.system, s.system) for s in detail.systems)
+    systems = ", ".join(system_label(s.system) for s in detail.systems)
     records = sum(len(s.confirmed_records or []) for s in detail.systems)
     blocks: list[Block] = [
         HeaderBlock(text=f"{request.reference}: {TYPE_LABELS[request.type]}"[:150]),
@@ -139,7 +139,7 @@ def detail_blocks(detail: RequestDetail, today: date, export_until: date | None 
                                (("started", step.started_at), ("finished", step.finished_at))
                                if value)
             lines.append(f"{STEP_ICONS[StepStatus(step.status)]} {step.position}. "
-                         f"{SYSTEM_LABELS.get(step.system, step.system)} · {step.action} · "
+                         f"{system_label(step.system)} · {step.action} · "
                          f"{step.status}" + (f" · {times}" if times else "")
                          + (f"\n      _{escape(step.error)}_" if step.error else ""))
         blocks.append(section("*Steps*\n" + "\n".join(lines)))

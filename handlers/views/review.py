@@ -18,7 +18,7 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action, Callback
 from handlers.views.common import clip, context, escape, section
-from handlers.views.intake import SYSTEM_LABELS
+from services.labels import system_label
 from services.review import ACTION_LABELS, GROUPS, PlanPage
 from storage.models import DsrRequest, PlanAction, PlanItem, RequestStatus
 
@@ -47,13 +47,13 @@ def summary_text(summary: Mapping[tuple[str, str, str], int],
         counts[action] = counts.get(action, 0) + count
     if not per_system:
         return "nothing found"
-    return "\n".join(f"{SYSTEM_LABELS.get(system, system)}: " + " · ".join(
+    return "\n".join(f"{system_label(system)}: " + " · ".join(
         f"{n} {ACTION_LABELS[PlanAction(a)]}" for a, n in sorted(counts.items()))
         for system, counts in per_system.items())
 
 
 def _line(item: PlanItem) -> str:
-    name = f"*{SYSTEM_LABELS.get(item.system, item.system)} {item.kind} #{escape(item.record_id)}*"
+    name = f"*{system_label(item.system)} {item.kind} #{escape(item.record_id)}*"
     status = f" · {escape(item.vendor_status)}" if item.vendor_status else ""
     facts = "\n".join(f"• {escape(fact)}" for fact in item.found[:6])
     more = f"\n• … {len(item.found) - 6} more" if len(item.found) > 6 else ""

@@ -11,9 +11,9 @@ from bot.settings import Settings
 from bot.slack_standin import SlackStandIn
 from bot.wiring import export_store
 from services.exports import SealedSink, package
-from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
-from services.sandbox.zendesk import ZendeskSandbox
+from services.vendors.genesys.standin import GenesysSandbox
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 

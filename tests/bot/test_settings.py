@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bot.app import build_core
@@ -13,6 +15,9 @@ def _clean_environment(monkeypatch, tmp_path):
     for name in ("DATABASE_URL", "DSR_TIMEZONE", "DSR_DATA_DIR", "DSR_LOG_LEVEL",
                  "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(("ZENDESK_", "GENESYS_", "DSR_SANDBOX_")):
+            monkeypatch.delenv(name)
 
 
 def test_defaults_to_a_sqlite_file_under_var() -> None:
@@ -31,6 +36,26 @@ def test_reads_environment_and_dotenv(monkeypatch, tmp_path) -> None:
     assert settings.slack_bot_token.get_secret_value() == "xoxb-1-abc"
 
 
+def test_a_vendors_settings_are_read_under_its_own_prefix(monkeypatch, tmp_path) -> None:
+    (tmp_path / ".env").write_text("ZENDESK_SUBDOMAIN=acme\nZENDESK_EMAIL=dpo@acme.example\n")
+    monkeypatch.setenv("ZENDESK_API_TOKEN", "zd-token")
+    monkeypatch.setenv("GENESYS_REGION", "mypurecloud.de")
+    settings = load_settings(ZENDESK_REQUESTS_PER_MINUTE=200)
+    zendesk, genesys = settings.vendor("zendesk"), settings.vendor("genesys")
+    assert zendesk.account().url == "https://acme.zendesk.com"
+    assert zendesk.account().credentials == {"email": "dpo@acme.example", "token": "zd-token"}
+    assert zendesk.requests_per_minute == 200 and genesys.requests_per_minute == 300
+    assert not genesys.configured  # no OAuth client yet: simulation only
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "client")
+    monkeypatch.setenv("GENESYS_CLIENT_SECRET", "gen-secret")
+    account = load_settings().vendor("genesys").account()
+    assert (account.url, account.credentials["login_url"]) == (
+        "https://api.mypurecloud.de", "https://login.mypurecloud.de")
+    assert "zd-token" not in repr(settings) and "zd-token" not in repr(zendesk)
+    with pytest.raises(ConfigurationError, match="services/vendors/__init__.py"):
+        settings.vendor("hubspot")
+
+
 def test_secrets_never_show_in_repr(monkeypatch) -> None:
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cr3t-value")
     settings = load_settings()
@@ -47,6 +72,11 @@ def test_secrets_never_show_in_repr(monkeypatch) -> None:
         ("SLACK_BOT_TOKEN", "changeme", "SLACK_BOT_TOKEN: is still the placeholder"),
         ("DSR_EXPORT_KEY", "hunter2", "DSR_EXPORT_KEY: holds a value that is not a Fernet key"),
         ("DSR_EXPORT_STORE", "s3", "DSR_EXPORT_STORE: Input should be 'database' or 'folder'"),
+        # A vendor's own settings (services/vendors/<name>/settings.py) are named the same way.
+        ("ZENDESK_API_TOKEN", "changeme", "ZENDESK_API_TOKEN: is still the placeholder"),
+        ("GENESYS_CLIENT_SECRET", "TODO", "GENESYS_CLIENT_SECRET: is still the placeholder"),
+        ("ZENDESK_REQUESTS_PER_MINUTE", "0", "ZENDESK_REQUESTS_PER_MINUTE: Input should be greater"),
+        ("GENESYS_CONCURRENCY", "many", "GENESYS_CONCURRENCY: Input should be a valid integer"),
     ],
 )
 def test_invalid_value_names_the_variable(monkeypatch, variable, value, message) -> None:

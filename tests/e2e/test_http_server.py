@@ -24,9 +24,9 @@ from bot.http import BACKGROUND_NICENESS
 from bot.inbox import inbox_url
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
-from bot.wiring import build_sandbox
 from handlers.ids import Action, Block, Callback
 from services.sandbox import server
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage.db import make_engine, make_session_factory
 from storage.models import DsrRequest, InboxItem, RequestStatus
 from tests.conftest import child_env
@@ -179,7 +179,7 @@ def test_the_background_process_does_the_work_after_acks_and_is_replaced_if_it_d
             return request.one().status == RequestStatus.COMPLETED
 
     # The stand-ins are built from a seed: these are the subjects the app's stand-ins hold.
-    users = build_sandbox("zendesk", seed=0, people=PEOPLE).state.users.values()
+    users = ZendeskSandbox(seed=0, people=PEOPLE).state.users.values()
     rectified, exported = sorted(u["email"] for u in users if u["role"] == "end-user")[:2]
     with run_http(database_url, tmp_path) as running:
         conversation = running.conversation
@@ -210,7 +210,7 @@ class Gate:
     caught in flight, in whichever process runs it."""
 
     def __init__(self) -> None:
-        self.sandbox = build_sandbox("zendesk", seed=0, people=PEOPLE)
+        self.sandbox = ZendeskSandbox(seed=0, people=PEOPLE)
         self.searching, self.open = threading.Event(), threading.Event()
 
     def wsgi(self, environ, start_response):  # noqa: ANN001, ANN201

@@ -40,10 +40,10 @@ from bot.http import BACKGROUND_NICENESS
 from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
 from bot.slack_standin_state import dm_id
-from bot.wiring import build_sandbox
 from handlers.ids import Action, Block, Callback
 from services.sandbox import server
-from services.sandbox.genesys import LOGIN_PATH
+from services.vendors.genesys.standin import LOGIN_PATH, GenesysSandbox
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Approval, Dispatch, DsrRequest, InboxItem, Notice, RequestStatus
 from tests.conftest import child_env, fresh_database
@@ -121,10 +121,8 @@ class Vendors:
 
 @contextmanager
 def vendors(limits: dict[str, int]) -> Iterator[Vendors]:
-    zendesk = build_sandbox("zendesk", seed=STANDIN_SEED, people=PEOPLE,
-                            requests_per_minute=limits["zendesk"])
-    genesys = build_sandbox("genesys", seed=STANDIN_SEED, people=PEOPLE,
-                            requests_per_minute=limits["genesys"])
+    zendesk = ZendeskSandbox(seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=limits["zendesk"])
+    genesys = GenesysSandbox(seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=limits["genesys"])
     recorded = {"zendesk": Recorded(zendesk.wsgi, lambda path: True),
                 # Genesys' login is a service of its own, outside the API's limit.
                 "genesys": Recorded(genesys.wsgi, lambda path: path != LOGIN_PATH)}
@@ -375,8 +373,8 @@ class Workload:
 
 def subjects() -> dict[str, str]:
     """Three subjects both stand-ins hold (they are built from the same seed)."""
-    zendesk = build_sandbox("zendesk", seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=None)
-    genesys = build_sandbox("genesys", seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=None)
+    zendesk = ZendeskSandbox(seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=None)
+    genesys = GenesysSandbox(seed=STANDIN_SEED, people=PEOPLE, requests_per_minute=None)
     in_genesys = json.dumps(genesys.snapshot()["subjects"]).lower()
     emails = sorted(u["email"] for u in zendesk.state.users.values()
                     if u["role"] == "end-user" and u["email"].lower() in in_genesys)

@@ -21,8 +21,8 @@ from services.lookup import IdentifierLookup
 from services.policy import Policy
 from services.requests import RequestService
 from services.sandbox import server
-from services.sandbox.zendesk import ZendeskSandbox
 from services.subjects import Identifier
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage.db import make_engine, make_session_factory
 from storage.models import IdentifierKind, RequestSystem
 from tests.conftest import ManualClock

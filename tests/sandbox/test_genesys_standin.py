@@ -32,9 +32,9 @@ from PureCloudPlatformClientV2 import (
 )
 from PureCloudPlatformClientV2.rest import ApiException
 
-from services.sandbox.genesys import GenesysSandbox, Presigner, results_path
 from services.sandbox.server import RunningServer, serve
 from services.sandbox.traffic import FaultPlan
+from services.vendors.genesys.standin import GenesysSandbox, Presigner, results_path
 from tests.fakes import EpochClock as Clock
 
 ERROR_KEYS = {"message", "code", "status", "messageParams", "contextId", "details", "errors"}

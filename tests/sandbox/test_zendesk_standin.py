@@ -21,12 +21,13 @@ import pytest
 from zenpy import Zenpy
 from zenpy.lib.exception import APIException, RecordNotFoundException
 
-from services.sandbox import server, zendesk_state
+from services.sandbox import server
 from services.sandbox.traffic import FaultPlan
-from services.sandbox.zendesk import ENDPOINT_LIMITS, EndpointLimits, ZendeskSandbox
-from services.sandbox.zendesk_search import Matcher
-from services.sandbox.zendesk_seed import CONTACT_EMAIL_FIELD, ORDER_NUMBER_FIELD
-from services.sandbox.zendesk_state import (
+from services.vendors.zendesk import standin_state as zendesk_state
+from services.vendors.zendesk.standin import ENDPOINT_LIMITS, EndpointLimits, ZendeskSandbox
+from services.vendors.zendesk.standin_search import Matcher
+from services.vendors.zendesk.standin_seed import CONTACT_EMAIL_FIELD, ORDER_NUMBER_FIELD
+from services.vendors.zendesk.standin_state import (
     DELETED_USER_NAME,
     REDACTED_FILE_NAME,
     REDACTION_MARK,

@@ -27,8 +27,8 @@ from cryptography.fernet import MultiFernet
 
 from bench.export_memory import FLAT, REFERENCE, Figures, fresh_keys, measure, warm_up
 from services import export_store, exports, sealed
-from services.connectors import zendesk
 from services.exports import MANIFEST_NAME, README_NAME, archive_chunks
+from services.vendors.zendesk import connector as zendesk
 
 SMALL, LARGE = 50, 500
 TICKET_FILES = "zendesk/tickets-"  # the archive holds the tickets as JSON arrays of up to PER_FILE

@@ -16,15 +16,15 @@ import pytest
 from cryptography.fernet import Fernet, MultiFernet
 
 from services.connectors.base import Continue, Done, Failed, PlanEntry, RequestSpec, StepRun, Waiting
-from services.connectors.genesys import GenesysConnector
 from services.connectors.http import Limits, VendorBusy, VendorError
 from services.errors import InvalidRequest
 from services.export_store import FolderStore
 from services.exports import SealedSink, archive_chunks, package
-from services.sandbox.genesys import GenesysSandbox
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan, LoseAnswers
 from services.subjects import Identifier
+from services.vendors.genesys.connector import GenesysConnector
+from services.vendors.genesys.standin import GenesysSandbox
 from storage.models import IdentifierKind as K
 from storage.models import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, summaries

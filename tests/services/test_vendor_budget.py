@@ -122,8 +122,8 @@ def test_every_process_of_the_app_counts_vendor_calls_in_the_database(database_u
     process runs steps with) take their calls from the shared budget, not a budget of their own."""
     settings = Settings(_env_file=None, DATABASE_URL=database_url, DSR_DATA_DIR=str(tmp_path))
     first = build_core(settings, worker_id="replica-1")
-    shared = settings.model_copy(update={  # the same vendor account, as replicas would have
-        "sandbox_zendesk_url": first.registry.sandboxes.url("zendesk")})
+    shared = settings.with_sandbox_urls({  # the same vendor account, as replicas would have
+        "zendesk": first.registry.sandboxes.url("zendesk")})
     second = build_core(shared, worker_id="replica-2")
     try:
         for core in (first, second):

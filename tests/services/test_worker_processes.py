@@ -18,7 +18,7 @@ from bot.wiring import ConnectorRegistry
 from services import audit
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan
-from services.sandbox.zendesk import ZendeskSandbox
+from services.vendors.zendesk.standin import ZendeskSandbox
 from storage import migrate
 from storage.db import make_engine, make_session_factory
 from storage.models import (

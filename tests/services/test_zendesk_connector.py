@@ -9,12 +9,12 @@ import pytest
 
 from services.connectors.base import Continue, Done, Failed, RequestSpec, StepRun, Waiting
 from services.connectors.http import Limits, VendorError
-from services.connectors.zendesk import ZendeskConnector
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan, LoseAnswers
-from services.sandbox.zendesk import ZendeskSandbox
-from services.sandbox.zendesk_state import record_invalid
 from services.subjects import Identifier
+from services.vendors.zendesk.connector import ZendeskConnector
+from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vendors.zendesk.standin_state import record_invalid
 from storage.models import IdentifierKind as K
 from storage.models import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, review, summaries

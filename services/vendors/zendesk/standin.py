@@ -65,7 +65,7 @@ from werkzeug.routing import BaseConverter
 
 from services.sandbox.people import people as synthetic_people
 from services.sandbox.traffic import FaultPlan, TrafficControl
-from services.sandbox.zendesk_state import (
+from services.vendors.zendesk.standin_state import (
     MAX_IDS,
     WRITE_KINDS,
     AccountSettings,

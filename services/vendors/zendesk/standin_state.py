@@ -54,10 +54,10 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from services.sandbox import zendesk_seed as seedtext
 from services.sandbox.people import Person
-from services.sandbox.zendesk_search import STATUSES, Matcher, Term, parse_query
-from services.sandbox.zendesk_seed import TicketExtras
+from services.vendors.zendesk import standin_seed as seedtext
+from services.vendors.zendesk.standin_search import STATUSES, Matcher, Term, parse_query
+from services.vendors.zendesk.standin_seed import TicketExtras
 
 Record = dict[str, Any]
 

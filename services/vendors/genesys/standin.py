@@ -113,7 +113,9 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from services.sandbox import server
-from services.sandbox.genesys_state import (
+from services.sandbox.people import people as make_people
+from services.sandbox.traffic import ErrorBody, FaultPlan, TrafficControl
+from services.vendors.genesys.standin_state import (
     ALL_PERMISSIONS,
     COMPLETED,
     REQUEST_ADD,
@@ -124,8 +126,6 @@ from services.sandbox.genesys_state import (
     GenesysState,
     bad_request,
 )
-from services.sandbox.people import people as make_people
-from services.sandbox.traffic import ErrorBody, FaultPlan, TrafficControl
 
 LOGIN_PATH = "/oauth/token"
 MAX_PAGE_SIZE = 100

@@ -22,7 +22,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.sandbox.zendesk_state import ZendeskState
+    from services.vendors.zendesk.standin_state import ZendeskState
 
 Record = dict[str, Any]
 
