@@ -61,9 +61,9 @@ from services.sandbox.server import serve
 from services.subjects import Identifier
 from services.vendors.zendesk.connector import TICKETS, ZendeskConnector
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import IdentifierKind, RequestType
 from storage import migrate
 from storage.db import make_engine, make_session_factory
-from storage.models import IdentifierKind, RequestType
 from tests.connector_driver import drive, summaries
 
 SEED = 11

@@ -71,15 +71,9 @@ from services.policy import Policy
 from services.request_lists import RequestPage
 from services.requests import RequestService
 from services.subjects import Identifier
+from services.vocabulary import OPEN_STATUSES, IdentifierKind, IdentifierPurpose, RequestStatus
 from storage.db import make_engine, make_session_factory
-from storage.models import (
-    OPEN_STATUSES,
-    DsrRequest,
-    IdentifierKind,
-    IdentifierPurpose,
-    RequestStatus,
-    SubjectIdentifier,
-)
+from storage.models import DsrRequest, SubjectIdentifier
 
 VIEWER = "U0REQ0001"  # request_rows spreads requests over U0REQ0000..0039
 KEY = b"bench key"

@@ -64,18 +64,10 @@ import sqlalchemy as sa
 
 from bot.settings import Settings
 from services.scheduled import digest, dispatch, reminders
+from services.vocabulary import OPEN_STATUSES, RequestStatus, RequestType
 from storage import migrate
 from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.models import (
-    IS_OPEN,
-    IS_UNACKNOWLEDGED,
-    OPEN_STATUSES,
-    AuditEvent,
-    Dispatch,
-    DsrRequest,
-    RequestStatus,
-    RequestType,
-)
+from storage.models import IS_OPEN, IS_UNACKNOWLEDGED, AuditEvent, Dispatch, DsrRequest
 from storage.queries import EFFECTIVE_DUE
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)

@@ -64,8 +64,8 @@ from bot.slack_driver import SlackDriver
 from bot.slack_standin import SlackStandIn
 from handlers.ids import Action
 from services.sandbox import server
+from services.vocabulary import RequestStatus, RequestType
 from storage.db import make_engine
-from storage.models import RequestStatus, RequestType
 
 SECRET = "bench-secret"
 APPROVALS = "C0APPROVALS"

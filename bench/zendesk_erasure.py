@@ -36,9 +36,10 @@ from services.lifecycle import TERMINAL
 from services.sandbox.server import serve
 from services.vendors.zendesk.connector import MAX_JOBS, ZENDESK_LIMITS
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import RequestStatus, RequestType
 from storage import migrate
 from storage.db import make_engine, make_session_factory
-from storage.models import DsrRequest, RequestStatus, RequestType
+from storage.models import DsrRequest
 from tests.connector_driver import MemorySink
 from tests.workflow import file_request
 

@@ -22,9 +22,9 @@ from services.exports import latest_archive
 from services.sealed import SealBroken, read_sealed
 from services.subjects import Identifier
 from services.vendors import VENDORS
+from services.vocabulary import IdentifierKind
 from storage import migrate
 from storage.db import make_engine, make_session_factory
-from storage.models import IdentifierKind
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
 PROBE = Identifier(IdentifierKind.EMAIL, "dsr-desk-doctor@example.invalid")

@@ -21,7 +21,8 @@ from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks
 from services.subjects import mask, typed_identifier
-from storage.models import MAX_REQUEST_ID, DsrRequest, format_reference
+from services.vocabulary import MAX_REQUEST_ID, format_reference
+from storage.models import DsrRequest
 from storage.queries import parse_reference
 
 # The longest reason a command may give: what the column of an extension's reason holds (a

@@ -16,7 +16,8 @@ from handlers.edge import DATABASE_DOWN, SOMETHING_WRONG, database_unavailable, 
 from handlers.views.request import done_modal
 from services.errors import DsrError
 from services.requests import RequestService
-from storage.models import DsrRequest, Jurisdiction, RequestType
+from services.vocabulary import RequestType
+from storage.models import DsrRequest, Jurisdiction
 
 log = logging.getLogger("dsr_desk.handlers")
 

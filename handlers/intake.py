@@ -26,7 +26,8 @@ from services.errors import (
 )
 from services.intake import NewRequest
 from services.subjects import Identifier, normalise_email, normalise_phone
-from storage.models import IdentifierKind, RequestType, SubjectIdentifier
+from services.vocabulary import IdentifierKind, RequestType
+from storage.models import SubjectIdentifier
 
 NEW_VALUE_KINDS = {"name": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
                    "phone": IdentifierKind.PHONE, "address": IdentifierKind.ADDRESS}

@@ -23,7 +23,7 @@ from handlers.views.lists import PAGE_SIZE, list_blocks, list_modal, read_list_v
 from services.errors import InvalidRequest
 from services.lifecycle import TERMINAL
 from services.request_lists import RequestFilter, RequestPage
-from storage.models import RequestStatus, RequestType
+from services.vocabulary import RequestStatus, RequestType
 
 ECHO_LIMIT = 40  # how much of an unknown word a reply quotes
 SUBJECT = re.compile(r"subject:([0-9a-f]{64})")  # a subject's lookup hash (`/dsr find`)

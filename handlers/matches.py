@@ -18,7 +18,7 @@ from handlers.messages import refresh_request_message, request_message
 from handlers.views.matches import FILTER_LIMIT, PAGE_SIZE, matches_modal
 from handlers.views.request import done_modal
 from services.errors import DsrError
-from storage.models import MAX_REQUEST_ID, RequestStatus
+from services.vocabulary import MAX_REQUEST_ID, RequestStatus
 
 log = logging.getLogger("dsr_desk.handlers")
 

@@ -9,7 +9,8 @@ from handlers.deps import Deps
 from handlers.views.common import as_dicts
 from handlers.views.request import approval_message
 from handlers.views.review import summary_text
-from storage.models import DsrRequest, RequestType
+from services.vocabulary import RequestType
+from storage.models import DsrRequest
 
 
 def request_message(deps: Deps, reference: str) -> tuple[DsrRequest, list[dict]]:

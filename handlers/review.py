@@ -25,7 +25,7 @@ from handlers.messages import post_in_thread, refresh_request_message
 from handlers.views.request import done_modal
 from handlers.views.review import PAGE_SIZE, review_modal, summary_text
 from services.errors import DsrError, InvalidRequest
-from storage.models import MAX_REQUEST_ID
+from services.vocabulary import MAX_REQUEST_ID
 
 
 def _modal(deps: Deps, reference: str, user: str, offset: int, problem: str | None = None) -> dict:

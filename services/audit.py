@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, select
 
-from storage.models import AuditChainHead, AuditEvent, format_reference
+from services.vocabulary import format_reference
+from storage.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
 

@@ -20,7 +20,8 @@ from sqlmodel import Session, update
 from services import audit
 from services.errors import ConcurrentUpdate, ExtensionNotAllowed
 from services.lifecycle import TERMINAL
-from storage.models import DsrRequest, Jurisdiction, PeriodUnit
+from services.vocabulary import PeriodUnit
+from storage.models import DsrRequest, Jurisdiction
 
 
 @dataclass(frozen=True)

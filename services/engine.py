@@ -46,19 +46,9 @@ from services.connectors.http import VendorBusy, VendorError
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
 from services.lifecycle import transition
 from services.subjects import Identifier
+from services.vocabulary import IdentifierPurpose, RequestStatus, RequestType, StepPhase, StepStatus
 from storage.db import SessionFactory, transaction
-from storage.models import (
-    DsrRequest,
-    ExecutionStep,
-    IdentifierPurpose,
-    RequestStatus,
-    RequestSystem,
-    RequestType,
-    StepAttempt,
-    StepPhase,
-    StepStatus,
-    SubjectIdentifier,
-)
+from storage.models import DsrRequest, ExecutionStep, RequestSystem, StepAttempt, SubjectIdentifier
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "dsr-desk"

@@ -15,15 +15,8 @@ from services.connectors.base import SubjectMatch
 from services.errors import InvalidRequest, UnknownJurisdiction
 from services.lookup import IdentifierLookup
 from services.subjects import Identifier
-from storage.models import (
-    DsrRequest,
-    IdentifierKind,
-    IdentifierPurpose,
-    RequestStatus,
-    RequestSystem,
-    RequestType,
-    SubjectIdentifier,
-)
+from services.vocabulary import IdentifierKind, IdentifierPurpose, RequestStatus, RequestType
+from storage.models import DsrRequest, RequestSystem, SubjectIdentifier
 from storage.queries import get_jurisdiction
 
 

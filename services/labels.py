@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from services.vendors import VENDORS
-from storage.models import RequestType
+from services.vocabulary import RequestType
 
 TYPE_LABELS: dict[str, str] = {
     RequestType.ACCESS.value: "Access / export",

@@ -20,7 +20,8 @@ from sqlmodel import Session, update
 
 from services import audit, matching
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
-from storage.models import DsrRequest, RequestStatus
+from services.vocabulary import RequestStatus
+from storage.models import DsrRequest
 
 S = RequestStatus
 ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {

@@ -12,8 +12,9 @@ from sqlmodel import select
 
 from services.errors import InvalidRequest
 from services.subjects import Identifier, normalise_email, normalise_phone, typed_identifier
+from services.vocabulary import IdentifierKind, IdentifierPurpose
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, IdentifierKind, IdentifierPurpose, SubjectIdentifier
+from storage.models import DsrRequest, SubjectIdentifier
 
 # The kinds a person is looked up by; free search terms and addresses are not identifiers.
 LOOKED_UP = (IdentifierKind.EMAIL, IdentifierKind.PHONE, IdentifierKind.NAME,

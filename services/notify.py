@@ -19,8 +19,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from services.vocabulary import format_reference
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, Notice, format_reference
+from storage.models import DsrRequest, Notice
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.errors import PermissionDenied
-from storage.models import RequestType
+from services.vocabulary import RequestType
 
 
 class Directory(Protocol):

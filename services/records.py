@@ -36,6 +36,7 @@ from services.labels import People, is_user_id, person
 from services.lifecycle import TERMINAL
 from services.requests import find_request
 from services.subjects import Identifier, mask
+from services.vocabulary import IdentifierKind, RequestStatus
 from storage.models import (
     Approval,
     AuditChainHead,
@@ -43,9 +44,7 @@ from storage.models import (
     ComplianceRecordRow,
     DsrRequest,
     ExecutionStep,
-    IdentifierKind,
     PlanItem,
-    RequestStatus,
     RequestSystem,
     StepAttempt,
     SubjectIdentifier,

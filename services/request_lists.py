@@ -17,16 +17,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import select
 
-from storage.models import (
-    IS_OPEN,
-    OPEN_STATUSES,
-    Approval,
-    DsrRequest,
-    RequestStatus,
-    RequestType,
-    SubjectIdentifier,
-    format_reference,
-)
+from services.vocabulary import OPEN_STATUSES, RequestStatus, RequestType, format_reference
+from storage.models import IS_OPEN, Approval, DsrRequest, SubjectIdentifier
 from storage.queries import EFFECTIVE_DUE
 
 

@@ -31,20 +31,9 @@ from services.lookup import IdentifierLookup
 from services.policy import Policy
 from services.request_lists import RequestFilter, RequestLine, RequestPage
 from services.subjects import Identifier
+from services.vocabulary import ApprovalDecision, IdentifierPurpose, PlanAction, RequestStatus, RequestType
 from storage.db import SessionFactory, transaction
-from storage.models import (
-    Approval,
-    ApprovalDecision,
-    DsrRequest,
-    ExecutionStep,
-    IdentifierPurpose,
-    PlanAction,
-    RequestStatus,
-    RequestSystem,
-    RequestType,
-    SlackEvent,
-    SubjectIdentifier,
-)
+from storage.models import Approval, DsrRequest, ExecutionStep, RequestSystem, SlackEvent, SubjectIdentifier
 from storage.queries import get_jurisdiction, get_request
 
 

@@ -23,16 +23,8 @@ from services import audit
 from services.connectors.base import Candidate, PlanEntry, Verified
 from services.errors import InvalidRequest, NotFound, PermissionDenied
 from services.lifecycle import transition
-from storage.models import (
-    DsrRequest,
-    ExecutionStep,
-    PlanAction,
-    PlanItem,
-    RequestStatus,
-    RequestSystem,
-    StepPhase,
-    StepStatus,
-)
+from services.vocabulary import PlanAction, RequestStatus, StepPhase, StepStatus
+from storage.models import DsrRequest, ExecutionStep, PlanItem, RequestSystem
 
 # How the subject relates to a record: the review shows them in this order and applies bulk
 # choices per group.

@@ -8,7 +8,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from services.errors import InvalidRequest
-from storage.models import IdentifierKind
+from services.vocabulary import IdentifierKind
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """The tables. Alembic migrations under `storage/migrations/` create them; nothing else does.
+The words their columns hold (request types, statuses...) are the domain's: services/vocabulary.py.
 
 Every datetime is timezone-aware UTC (`UTCDateTime`); legal deadlines are calendar dates in the
 privacy team's time zone, because the law counts days, not hours.
@@ -7,90 +8,30 @@ privacy team's time zone, because the law counts days, not hours.
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from services.vocabulary import (
+    OPEN_STATUSES,
+    ApprovalDecision,
+    IdentifierKind,
+    IdentifierPurpose,
+    PeriodUnit,
+    PlanAction,
+    RequestStatus,
+    RequestType,
+    StepPhase,
+    StepStatus,
+    format_reference,
+)
 from storage.types import UTCDateTime, enum_column, utcnow
 
-
-class RequestType(StrEnum):
-    ACCESS = "access"  # access and portability: export the subject's data
-    ERASURE = "erasure"
-    RECTIFICATION = "rectification"
-    OBJECTION = "objection"  # objection / restriction: stop processing, keep the data
-
-
-class RequestStatus(StrEnum):
-    RECEIVED = "received"  # intake done; matching records being confirmed
-    IN_REVIEW = "in_review"  # erasure: what would be destroyed is found, then reviewed as a plan
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    IN_PROGRESS = "in_progress"
-    NEEDS_ATTENTION = "needs_attention"  # a step failed for good; a retry resumes it
-    COMPLETED = "completed"
-    REJECTED = "rejected"
-    CANCELED = "canceled"
-
-
-OPEN_STATUSES = tuple(s.value for s in RequestStatus
-                      if s not in (RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELED))
 # Literal SQL, not bound parameters: SQLite uses a partial index only when the query's condition
 # is the index's own, as written.
 IS_OPEN = sa.text(f"dsr_request.status IN {OPEN_STATUSES}")
 IS_UNACKNOWLEDGED = sa.text(f"acknowledged_at IS NULL AND status IN {OPEN_STATUSES}")
-
-
-class IdentifierKind(StrEnum):
-    NAME = "name"
-    EMAIL = "email"
-    PHONE = "phone"
-    ADDRESS = "address"
-    EXTERNAL_ID = "external_id"
-    VENDOR_USER_ID = "vendor_user_id"  # with `system` naming the vendor
-    TEXT = "text"  # a free search term
-
-
-class IdentifierPurpose(StrEnum):
-    IDENTIFIES = "identifies"  # how we find the subject
-    NEW_VALUE = "new_value"  # rectification: the corrected value of that kind
-    SEARCH_TERM = "search_term"  # erasure: extra terms to find the subject's data in tickets
-
-
-class PeriodUnit(StrEnum):
-    DAYS = "days"
-    BUSINESS_DAYS = "business_days"
-    MONTHS = "months"
-
-
-class ApprovalDecision(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-
-
-class StepPhase(StrEnum):
-    DISCOVERY = "discovery"  # read-only: finds what an erasure would touch, before review
-    EXECUTION = "execution"  # runs only once the request (and its plan) is approved
-
-
-class PlanAction(StrEnum):
-    """What an approved erasure plan does to one record."""
-
-    DELETE = "delete"  # the whole record goes (a ticket: deleted, then permanently)
-    REDACT = "redact"  # the subject's strings and images are removed; the record stays
-    REDACT_CLOSE = "redact_close"  # redact, then solve and close it (its requester can then go)
-    LEAVE = "leave"  # untouched
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"  # on a vendor job; polled again at next_run_at
-    DONE = "done"
-    FAILED = "failed"
-    CANCELED = "canceled"
 
 
 class Jurisdiction(SQLModel, table=True):
@@ -186,17 +127,6 @@ class DsrRequest(SQLModel, table=True):
     @property
     def effective_due_on(self) -> date:
         return self.extended_due_on or self.due_on
-
-
-# The largest request id: `dsr_request.id` is a 4-byte INTEGER on PostgreSQL (SQLite's would hold
-# more), so a larger reference names no request on either, rather than failing on one.
-MAX_REQUEST_ID = 2**31 - 1
-
-
-def format_reference(request_id: int | None) -> str:
-    if request_id is None:
-        raise ValueError("the request has no id yet: flush it first")
-    return f"DSR-{request_id:06d}"
 
 
 class SubjectIdentifier(SQLModel, table=True):

@@ -7,7 +7,8 @@ import re
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from storage.models import MAX_REQUEST_ID, DsrRequest, Jurisdiction
+from services.vocabulary import MAX_REQUEST_ID
+from storage.models import DsrRequest, Jurisdiction
 
 _REFERENCE = re.compile(r"^\s*(?:DSR-?)?0*(\d{1,12})\s*$", re.IGNORECASE)
 

@@ -10,7 +10,8 @@ from sqlmodel import Session
 
 from services.intake import NewRequest, create_request
 from services.subjects import Identifier
-from storage.models import DsrRequest, IdentifierKind, RequestType
+from services.vocabulary import IdentifierKind, RequestType
+from storage.models import DsrRequest
 
 UTC_ZONE = ZoneInfo("UTC")
 

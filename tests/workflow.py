@@ -12,8 +12,9 @@ from services.connectors.http import Limits
 from services.intake import confirm_records
 from services.lifecycle import TERMINAL, transition
 from services.subjects import Identifier
+from services.vocabulary import IdentifierKind, RequestStatus, RequestType
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
+from storage.models import DsrRequest
 from tests.connector_driver import MemorySink
 from tests.factories import add_request
 

@@ -10,7 +10,8 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 from services.labels import TYPE_LABELS  # one label per type, everywhere: views import it here
 from services.lifecycle import TERMINAL
 from services.subjects import Identifier, mask
-from storage.models import DsrRequest, IdentifierPurpose, RequestStatus, SubjectIdentifier
+from services.vocabulary import IdentifierPurpose, RequestStatus
+from storage.models import DsrRequest, SubjectIdentifier
 
 SECTION_LIMIT = 3000
 LIST_SECTION_LINES = 15  # one-line summaries per section: 15 stay under SECTION_LIMIT

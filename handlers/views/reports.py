@@ -17,7 +17,7 @@ from handlers.views.common import (
 )
 from services.scheduled.digest import Digest
 from services.scheduled.reminders import Overdue
-from storage.models import RequestStatus
+from services.vocabulary import RequestStatus
 
 
 def _days(value: float | None) -> str:

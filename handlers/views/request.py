@@ -30,14 +30,8 @@ from handlers.views.common import (
 from handlers.views.review import review_button
 from services.labels import system_label
 from services.requests import Decision, RequestDetail
-from storage.models import (
-    Approval,
-    ApprovalDecision,
-    DsrRequest,
-    RequestStatus,
-    RequestType,
-    StepStatus,
-)
+from services.vocabulary import ApprovalDecision, RequestStatus, RequestType, StepStatus
+from storage.models import Approval, DsrRequest
 
 STEP_ICONS = {StepStatus.PENDING: ":white_circle:", StepStatus.RUNNING: ":arrows_counterclockwise:",
               StepStatus.WAITING: ":hourglass_flowing_sand:", StepStatus.DONE: ":white_check_mark:",

@@ -20,7 +20,8 @@ from handlers.ids import Action, Callback
 from handlers.views.common import clip, context, escape, section
 from services.labels import system_label
 from services.review import ACTION_LABELS, GROUPS, PlanPage
-from storage.models import DsrRequest, PlanAction, PlanItem, RequestStatus
+from services.vocabulary import PlanAction, RequestStatus
+from storage.models import DsrRequest, PlanItem
 
 PAGE_SIZE = 15  # lines a page: 15 sections, the bulk and paging blocks stay far under 100 blocks
 ICONS = {PlanAction.DELETE: ":wastebasket:", PlanAction.REDACT: ":black_large_square:",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from services.subjects import Identifier
-from storage.models import IdentifierKind, PlanAction, RequestType
+from services.vocabulary import IdentifierKind, PlanAction, RequestType
 
 
 @dataclass(frozen=True)

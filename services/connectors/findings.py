@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from services.connectors.base import RequestSpec
 from services.subjects import Identifier, mask
-from storage.models import IdentifierKind
+from services.vocabulary import IdentifierKind
 
 TERM_KINDS = (IdentifierKind.NAME, IdentifierKind.EMAIL, IdentifierKind.PHONE,
               IdentifierKind.EXTERNAL_ID)

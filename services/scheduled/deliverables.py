@@ -23,8 +23,9 @@ from services.labels import People
 from services.records import RECORD_ACTOR, ComplianceRecord, ensure_record
 from services.requests import find_request
 from services.scheduled import dispatch
+from services.vocabulary import RequestStatus, RequestType, format_reference
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, RequestStatus, RequestSystem, RequestType, format_reference
+from storage.models import DsrRequest, RequestSystem
 
 
 def unrecorded(sessions: SessionFactory, limit: int = 20) -> list[int]:

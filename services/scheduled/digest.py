@@ -20,14 +20,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services import audit_anchor
-from storage.models import (
-    IS_OPEN,
-    OPEN_STATUSES,
-    AuditEvent,
-    DsrRequest,
-    RequestStatus,
-    format_reference,
-)
+from services.vocabulary import OPEN_STATUSES, RequestStatus, format_reference
+from storage.models import IS_OPEN, AuditEvent, DsrRequest
 from storage.queries import EFFECTIVE_DUE
 from storage.types import UTCDateTime
 

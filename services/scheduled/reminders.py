@@ -20,15 +20,9 @@ from sqlmodel import Session, select
 
 from services.notify import Event
 from services.scheduled import dispatch
+from services.vocabulary import RequestStatus, format_reference
 from storage.db import SessionFactory
-from storage.models import (
-    IS_OPEN,
-    IS_UNACKNOWLEDGED,
-    Dispatch,
-    DsrRequest,
-    RequestStatus,
-    format_reference,
-)
+from storage.models import IS_OPEN, IS_UNACKNOWLEDGED, Dispatch, DsrRequest
 from storage.queries import EFFECTIVE_DUE
 
 BATCH = 100  # owed reminders read at a time

@@ -12,15 +12,9 @@ from services import audit
 from services.export_store import ExportStore
 from services.exports import export_folder
 from services.subjects import Identifier, mask
+from services.vocabulary import RequestType, format_reference
 from storage.db import SessionFactory, transaction
-from storage.models import (
-    AuditEvent,
-    DsrRequest,
-    RequestSystem,
-    RequestType,
-    SubjectIdentifier,
-    format_reference,
-)
+from storage.models import AuditEvent, DsrRequest, RequestSystem, SubjectIdentifier
 
 ACTOR = "dsr-desk:retention"
 

@@ -22,16 +22,9 @@ from services.intake import confirm_records
 from services.lifecycle import transition
 from services.sandbox import server
 from services.subjects import Identifier
+from services.vocabulary import IdentifierKind, RequestStatus, RequestType
 from storage.db import transaction
-from storage.models import (
-    AuditEvent,
-    DsrRequest,
-    ExportChunk,
-    ExportFile,
-    IdentifierKind,
-    RequestStatus,
-    RequestType,
-)
+from storage.models import AuditEvent, DsrRequest, ExportChunk, ExportFile
 from tests.conftest import ManualClock
 from tests.factories import add_request
 from tests.workflow import run_until_settled

@@ -19,8 +19,9 @@ from sqlmodel import select
 from bot.slack_standin import SlackStandIn
 from services.lifecycle import transition
 from services.sandbox import server
+from services.vocabulary import RequestStatus
 from storage.db import make_engine, make_session_factory, transaction
-from storage.models import Dispatch, RequestStatus
+from storage.models import Dispatch
 from tests.conftest import child_env
 from tests.factories import add_request
 

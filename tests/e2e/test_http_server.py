@@ -27,8 +27,9 @@ from bot.slack_standin import SlackStandIn
 from handlers.ids import Action, Block, Callback
 from services.sandbox import server
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import RequestStatus
 from storage.db import make_engine, make_session_factory
-from storage.models import DsrRequest, InboxItem, RequestStatus
+from storage.models import DsrRequest, InboxItem
 from tests.conftest import child_env
 from tests.e2e.conftest import APPROVALS, SECRET, Conversation, file_request, modal, wait_for
 from tests.forms import form

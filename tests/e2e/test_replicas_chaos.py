@@ -44,8 +44,9 @@ from handlers.ids import Action, Block, Callback
 from services.sandbox import server
 from services.vendors.genesys.standin import LOGIN_PATH, GenesysSandbox
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import RequestStatus
 from storage.db import SessionFactory, make_engine, make_session_factory
-from storage.models import Approval, Dispatch, DsrRequest, InboxItem, Notice, RequestStatus
+from storage.models import Approval, Dispatch, DsrRequest, InboxItem, Notice
 from tests.conftest import child_env, fresh_database
 from tests.e2e.conftest import APPROVALS, SECRET, Conversation, file_request, modal, wait_for
 from tests.e2e.test_http_server import children, free_port, healthy, niceness

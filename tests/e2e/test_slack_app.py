@@ -18,7 +18,8 @@ from sqlmodel import select
 from bot import cli
 from bot.slack_standin_state import dm_id
 from handlers.ids import Action, Block, Callback
-from storage.models import Approval, AuditEvent, DsrRequest, PlanItem, RequestStatus
+from services.vocabulary import RequestStatus
+from storage.models import Approval, AuditEvent, DsrRequest, PlanItem
 from tests.e2e.conftest import APPROVALS, World, file_request, modal, wait_for
 from tests.forms import form
 

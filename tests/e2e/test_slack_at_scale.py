@@ -23,8 +23,9 @@ from services.requests import RequestService
 from services.sandbox import server
 from services.subjects import Identifier
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import IdentifierKind
 from storage.db import make_engine, make_session_factory
-from storage.models import IdentifierKind, RequestSystem
+from storage.models import RequestSystem
 from tests.conftest import ManualClock
 from tests.e2e.conftest import matches_of, modal, wait_for
 from tests.e2e.test_http_server import PEOPLE, run_http

@@ -17,8 +17,9 @@ from services.errors import PermissionDenied
 from services.lookup import IdentifierLookup
 from services.policy import Policy
 from services.requests import RequestService
+from services.vocabulary import RequestStatus, RequestType
 from storage.db import SessionFactory, transaction
-from storage.models import DsrRequest, RequestStatus, RequestType
+from storage.models import DsrRequest
 from storage.queries import list_jurisdictions
 from tests.conftest import ManualClock
 from tests.connector_driver import MemorySink

@@ -8,7 +8,7 @@ import pytest
 
 from handlers.ids import Block
 from handlers.intake import parse_intake
-from storage.models import IdentifierKind, RequestType
+from services.vocabulary import IdentifierKind, RequestType
 from tests.forms import form
 
 TODAY = date(2026, 11, 23)

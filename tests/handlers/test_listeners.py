@@ -21,7 +21,8 @@ from handlers.views.intake import max_length
 from services.errors import InvalidRequest
 from services.request_lists import RequestFilter
 from services.subjects import Identifier
-from storage.models import DsrRequest, IdentifierKind, RequestStatus, RequestType
+from services.vocabulary import IdentifierKind, RequestStatus, RequestType
+from storage.models import DsrRequest
 from tests.forms import form
 from tests.handlers.listener_kit import (
     APPROVER,

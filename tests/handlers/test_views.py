@@ -15,12 +15,11 @@ from handlers.views.request import approval_message, detail_blocks
 from services.matching import MatchPage
 from services.request_lists import RequestPage
 from services.requests import RequestDetail
+from services.vocabulary import IdentifierKind, IdentifierPurpose
 from storage.models import (
     Approval,
     DsrRequest,
     ExecutionStep,
-    IdentifierKind,
-    IdentifierPurpose,
     MatchCandidate,
     RequestSystem,
     SubjectIdentifier,

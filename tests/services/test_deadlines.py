@@ -11,8 +11,9 @@ from sqlmodel import select
 from services import deadlines
 from services.errors import ExtensionNotAllowed
 from services.lifecycle import transition
+from services.vocabulary import PeriodUnit, RequestStatus
 from storage.db import transaction
-from storage.models import AuditEvent, Jurisdiction, PeriodUnit, RequestStatus
+from storage.models import AuditEvent, Jurisdiction
 from storage.queries import get_jurisdiction, get_request
 from tests.factories import UTC_ZONE, add_request
 

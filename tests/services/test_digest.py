@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.scheduled import digest
-from storage.models import RequestStatus
+from services.vocabulary import RequestStatus
 from tests.services.test_scheduled import UTC_ZONE, make, move, set_due
 
 S = RequestStatus

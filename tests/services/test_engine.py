@@ -22,15 +22,9 @@ from services.connectors.base import (
 from services.connectors.http import VendorBusy
 from services.lifecycle import transition
 from services.notify import RecordingNotifier
+from services.vocabulary import RequestStatus, StepStatus
 from storage.db import transaction
-from storage.models import (
-    AuditEvent,
-    DsrRequest,
-    ExecutionStep,
-    RequestStatus,
-    StepAttempt,
-    StepStatus,
-)
+from storage.models import AuditEvent, DsrRequest, ExecutionStep, StepAttempt
 from tests.conftest import ManualClock
 from tests.factories import add_request
 from tests.fakes import ScriptedConnector

@@ -25,8 +25,8 @@ from services.sandbox.traffic import FaultPlan, LoseAnswers
 from services.subjects import Identifier
 from services.vendors.genesys.connector import GenesysConnector
 from services.vendors.genesys.standin import GenesysSandbox
-from storage.models import IdentifierKind as K
-from storage.models import PlanAction, RequestType
+from services.vocabulary import IdentifierKind as K
+from services.vocabulary import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, summaries
 from tests.fakes import EpochClock as Clock
 

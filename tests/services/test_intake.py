@@ -8,16 +8,9 @@ from sqlmodel import select
 
 from services.errors import InvalidRequest, UnknownJurisdiction
 from services.subjects import Identifier
+from services.vocabulary import IdentifierKind, IdentifierPurpose, RequestStatus, RequestType
 from storage.db import transaction
-from storage.models import (
-    AuditEvent,
-    IdentifierKind,
-    IdentifierPurpose,
-    RequestStatus,
-    RequestSystem,
-    RequestType,
-    SubjectIdentifier,
-)
+from storage.models import AuditEvent, RequestSystem, SubjectIdentifier
 from tests.factories import add_request
 
 AT = datetime(2026, 1, 31, 15, tzinfo=UTC)

@@ -9,8 +9,9 @@ from sqlmodel import select
 
 from services.errors import ConcurrentUpdate, TransitionNotAllowed
 from services.lifecycle import ALLOWED_TRANSITIONS, TERMINAL, transition
+from services.vocabulary import RequestStatus
 from storage.db import transaction
-from storage.models import AuditEvent, DsrRequest, RequestStatus
+from storage.models import AuditEvent, DsrRequest
 from storage.queries import get_request
 from tests.factories import add_request
 

@@ -21,15 +21,8 @@ from services import engine as eng
 from services import review
 from services.sandbox.traffic import FaultPlan, LoseAnswers
 from services.subjects import Identifier
-from storage.models import (
-    DsrRequest,
-    ExecutionStep,
-    IdentifierKind,
-    PlanAction,
-    PlanItem,
-    RequestStatus,
-    RequestType,
-)
+from services.vocabulary import IdentifierKind, PlanAction, RequestStatus, RequestType
+from storage.models import DsrRequest, ExecutionStep, PlanItem
 from tests.conftest import ManualClock
 from tests.connector_driver import MemorySink
 from tests.workflow import FAST, file_request, registry, run_until_settled

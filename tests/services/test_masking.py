@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.subjects import Identifier, mask, mask_email, mask_name, mask_phone
-from storage.models import IdentifierKind as K
+from services.vocabulary import IdentifierKind as K
 
 
 def test_examples() -> None:

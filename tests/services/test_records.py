@@ -24,7 +24,8 @@ from services.record_pdf import render_pdf
 from services.records import build_record, check_anchor, record_json
 from services.requests import RequestService
 from services.subjects import Identifier
-from storage.models import AuditChainHead, AuditEvent, IdentifierKind, RequestType
+from services.vocabulary import IdentifierKind, RequestType
+from storage.models import AuditChainHead, AuditEvent
 from tests.conftest import ManualClock
 from tests.factories import new_request, tamper_with_audit
 from tests.fakes import ScriptedConnector

@@ -15,7 +15,7 @@ from services.export_store import DatabaseStore
 from services.labels import TYPE_LABELS, is_user_id, person
 from services.record_pdf import render_pdf
 from services.records import build_record, parse_record, record_json
-from storage.models import RequestType
+from services.vocabulary import RequestType
 from tests.services.test_records import _file, completed, make_world
 
 MADE = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)

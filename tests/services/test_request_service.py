@@ -23,17 +23,8 @@ from services.policy import Policy
 from services.request_lists import RequestFilter
 from services.requests import RequestService
 from services.subjects import Identifier
-from storage.models import (
-    OPEN_STATUSES,
-    AuditEvent,
-    DsrRequest,
-    ExecutionStep,
-    IdentifierKind,
-    MatchCandidate,
-    RequestStatus,
-    RequestType,
-    SubjectIdentifier,
-)
+from services.vocabulary import OPEN_STATUSES, IdentifierKind, RequestStatus, RequestType
+from storage.models import AuditEvent, DsrRequest, ExecutionStep, MatchCandidate, SubjectIdentifier
 from tests.conftest import ManualClock
 from tests.factories import new_request
 from tests.fakes import ScriptedConnector

@@ -19,6 +19,7 @@ from services.exports import SealedSink
 from services.lifecycle import transition
 from services.notify import Event, RecordingNotifier
 from services.scheduled import deliverables, digest, dispatch, reminders, retention
+from services.vocabulary import RequestStatus, RequestType
 from storage.db import transaction
 from storage.models import (
     IS_OPEN,
@@ -27,9 +28,7 @@ from storage.models import (
     Dispatch,
     DsrRequest,
     Notice,
-    RequestStatus,
     RequestSystem,
-    RequestType,
     SubjectIdentifier,
 )
 from storage.queries import EFFECTIVE_DUE

@@ -15,17 +15,10 @@ from services.connectors.base import RequestSpec, Waiting
 from services.sandbox.people import people
 from services.sandbox.traffic import FaultPlan
 from services.subjects import Identifier
+from services.vocabulary import IdentifierKind, RequestStatus, RequestType, StepStatus
 from storage import migrate
 from storage.db import make_engine, make_session_factory, transaction
-from storage.models import (
-    AuditEvent,
-    DsrRequest,
-    ExecutionStep,
-    IdentifierKind,
-    RequestStatus,
-    RequestType,
-    StepStatus,
-)
+from storage.models import AuditEvent, DsrRequest, ExecutionStep
 from tests.conftest import ManualClock
 from tests.connector_driver import drive
 from tests.workflow import FAST, file_request, registry, run_until_settled

@@ -17,7 +17,8 @@ from services.connectors.budget import WINDOW_SLOTS, SharedBudget, allowance
 from services.connectors.http import Limits, VendorHTTP
 from services.sandbox.server import serve
 from services.subjects import Identifier
-from storage.models import IdentifierKind, VendorBudget
+from services.vocabulary import IdentifierKind
+from storage.models import VendorBudget
 
 PER_MINUTE = 96
 

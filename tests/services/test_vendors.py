@@ -14,7 +14,7 @@ from services.exports import subject_readme
 from services.labels import system_label
 from services.subjects import Identifier
 from services.vendors import VENDORS, vendor
-from storage.models import IdentifierKind, RequestType
+from services.vocabulary import IdentifierKind, RequestType
 
 NOBODY = Identifier(IdentifierKind.EMAIL, "nobody@example.invalid")
 NOW = datetime(2026, 12, 2, tzinfo=UTC)

@@ -19,17 +19,10 @@ from services import audit
 from services.sandbox.server import serve
 from services.sandbox.traffic import FaultPlan
 from services.vendors.zendesk.standin import ZendeskSandbox
+from services.vocabulary import RequestStatus, RequestType, StepStatus
 from storage import migrate
 from storage.db import make_engine, make_session_factory
-from storage.models import (
-    AuditEvent,
-    DsrRequest,
-    ExecutionStep,
-    RequestStatus,
-    RequestType,
-    StepAttempt,
-    StepStatus,
-)
+from storage.models import AuditEvent, DsrRequest, ExecutionStep, StepAttempt
 from tests.conftest import ManualClock, child_env
 from tests.workflow import FAST, file_request, run_until_settled
 

@@ -15,8 +15,8 @@ from services.subjects import Identifier
 from services.vendors.zendesk.connector import ZendeskConnector
 from services.vendors.zendesk.standin import ZendeskSandbox
 from services.vendors.zendesk.standin_state import record_invalid
-from storage.models import IdentifierKind as K
-from storage.models import PlanAction, RequestType
+from services.vocabulary import IdentifierKind as K
+from services.vocabulary import PlanAction, RequestType
 from tests.connector_driver import MemorySink, drive, review, summaries
 
 EMAIL = "ada.lovelace@example.org"

@@ -14,8 +14,9 @@ from sqlmodel import select
 from services import review
 from services.policy import Policy
 from services.requests import RequestService
+from services.vocabulary import PlanAction, RequestStatus, RequestType
 from storage.db import transaction
-from storage.models import DsrRequest, ExecutionStep, PlanAction, PlanItem, RequestStatus, RequestType
+from storage.models import DsrRequest, ExecutionStep, PlanItem
 from tests.conftest import ManualClock
 from tests.workflow import file_request, registry, run_discovery, run_until_settled
 

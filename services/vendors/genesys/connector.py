@@ -52,7 +52,7 @@ from services.connectors.http import (
 )
 from services.errors import InvalidRequest
 from services.subjects import Identifier
-from storage.models import IdentifierKind, PlanAction, RequestType
+from services.vocabulary import IdentifierKind, PlanAction, RequestType
 
 REQUEST_TYPES = {
     RequestType.ACCESS: "GDPR_EXPORT",

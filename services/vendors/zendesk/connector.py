@@ -50,7 +50,7 @@ from services.connectors.base import (
 from services.connectors.findings import Finder, describe, subject_terms
 from services.connectors.http import Limits, VendorError, VendorHTTP, error_from
 from services.subjects import Identifier
-from storage.models import IdentifierKind, PlanAction, RequestType
+from services.vocabulary import IdentifierKind, PlanAction, RequestType
 
 # Ids per bulk call: Bulk Delete Tickets and Bulk Permanently Delete Tickets take "a
 # comma-separated list of up to 100 ticket ids"; so do the show_many reads.
