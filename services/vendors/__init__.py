@@ -1,16 +1,18 @@
 """The vendors DSR Desk reaches through a connector: one package each (services/vendors/<name>/,
-see base.Vendor), registered here with one line."""
+whose `VENDOR` is a base.Vendor), registered here by name: a new vendor is its package and its
+name in REGISTERED."""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from services.errors import ConfigurationError
-from services.vendors import genesys, zendesk
 from services.vendors.base import Vendor
 
-VENDORS: dict[str, Vendor] = {v.name: v for v in (
-    genesys.VENDOR,
-    zendesk.VENDOR,
-)}
+REGISTERED = ("genesys", "zendesk")
+
+VENDORS: dict[str, Vendor] = {
+    name: import_module(f"services.vendors.{name}").VENDOR for name in REGISTERED}
 
 
 def vendor(name: str) -> Vendor:
@@ -20,7 +22,6 @@ def vendor(name: str) -> Vendor:
     except KeyError:
         raise ConfigurationError(
             f"Unknown system {name!r}; known: {', '.join(sorted(VENDORS))}. A vendor is a package "
-            "in services/vendors/ (see services/vendors/base.py) registered in VENDORS "
+            "in services/vendors/ (see services/vendors/base.py) registered in REGISTERED "
             "(services/vendors/__init__.py)."
         ) from None
-
