@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.errors import ConfigurationError
 from services.sealed import KEY_HINT, export_keys
 from services.vendors import VENDORS, vendor
-from services.vendors.base import PLACEHOLDERS, VendorSettings
+from services.vendors.base import VendorSettings, refuse_placeholder
 
 
 class Settings(BaseSettings):
@@ -34,9 +34,7 @@ class Settings(BaseSettings):
         # Each vendor's settings (services/vendors/<name>/settings.py), read from the same places:
         # the environment, the same .env file, and the values given here by their variables'
         # names (ZENDESK_REQUESTS_PER_MINUTE=...).
-        given = {k: v for k, v in values.items() if not k.startswith("_")}
-        if "_env_file" in values:
-            given["_env_file"] = values["_env_file"]
+        given = {k: v for k, v in values.items() if not k.startswith("_") or k == "_env_file"}
         self._vendors = {name: spec.settings(**given) for name, spec in VENDORS.items()}
 
     def vendor(self, name: str) -> VendorSettings:
@@ -211,9 +209,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDERS:
-            raise ValueError("is still the placeholder from the example; set the real value")
-        return value
+        return refuse_placeholder(value)
 
     def role_ids(self, role: str) -> frozenset[str]:
         return frozenset(_split(getattr(self, role)))

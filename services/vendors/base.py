@@ -17,6 +17,13 @@ from services.connectors.base import Connector
 PLACEHOLDERS = {"changeme", "changethis", "xoxb-your-token", "xapp-your-token", "secret", "todo"}
 
 
+def refuse_placeholder(value: Any) -> Any:
+    """A secret still holding the example's placeholder is refused (a settings validator)."""
+    if isinstance(value, SecretStr) and value.get_secret_value().strip().lower() in PLACEHOLDERS:
+        raise ValueError("is still the placeholder from the example; set the real value")
+    return value
+
+
 @dataclass(frozen=True)
 class Account:
     """Where a connector reaches a vendor account, and the credential arguments it takes."""
@@ -39,9 +46,7 @@ class VendorSettings(BaseSettings):
     @field_validator("*")
     @classmethod
     def _no_placeholder(cls, value: Any) -> Any:
-        if isinstance(value, SecretStr) and value.get_secret_value().strip().lower() in PLACEHOLDERS:
-            raise ValueError("is still the placeholder from the example; set the real value")
-        return value
+        return refuse_placeholder(value)
 
     def account(self) -> Account | None:
         """The real account's URL and credentials; None if they are not all set."""
