@@ -90,3 +90,11 @@ def format_reference(request_id: int | None) -> str:
     if request_id is None:
         raise ValueError("the request has no id yet: flush it first")
     return f"DSR-{request_id:06d}"
+
+
+class Reach(StrEnum):
+    """How DSR Desk reaches a system of the data map."""
+
+    CONNECTOR = "connector"  # a vendor's API, through its connector (services/vendors/)
+    ASSISTED = "assisted"  # a task for the system's owner, in Slack
+    WEBHOOK = "webhook"  # a signed POST to an in-house service, answered at a callback

@@ -20,6 +20,7 @@ from services.vocabulary import (
     IdentifierPurpose,
     PeriodUnit,
     PlanAction,
+    Reach,
     RequestStatus,
     RequestType,
     StepPhase,
@@ -389,3 +390,24 @@ class ExportChunk(SQLModel, table=True):
                          sa_column_kwargs={"autoincrement": False})
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     data: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class DataSystem(SQLModel, table=True):
+    """A system of the data map (services/data_map.py): where the team holds personal data, who
+    owns it, what it holds, and how DSR Desk reaches it. Retired, never deleted: requests and
+    the audit trail keep naming it."""
+
+    __tablename__ = "data_system"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=40, unique=True)  # as requests name it: zendesk, payroll
+    label: str = Field(max_length=80)  # as people read it
+    reach: Reach = Field(sa_type=enum_column(Reach))
+    owner: str = Field(max_length=32)  # a Slack user (U…/W…) or user group (S…)
+    categories: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # of personal data
+    request_types: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    instructions: str = Field(default="", max_length=3000)  # an assisted task's, for its owner
+    webhook_url: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -18,6 +18,7 @@ TABLES = {
     "alembic_version", "jurisdiction", "dsr_request", "subject_identifier", "request_system",
     "approval", "execution_step", "step_attempt", "dispatch", "notice", "audit_event", "audit_chain_head",
     "slack_event", "compliance_record", "vendor_budget", "export_file", "export_chunk", "inbox",
+    "data_system",
 }
 
 
