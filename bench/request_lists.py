@@ -232,7 +232,7 @@ def cases(engine: sa.Engine, count: int) -> list[Case]:
                              FixedClock(NOW), ZONE, lookup=IdentifierLookup(KEY))
     deps = Deps(service=service, approvals_channel="C0DSRAPPROVALS", systems=[],
                 live_systems=set(), jurisdictions=list, wake_worker=lambda: None,
-                deliverables=None)  # type: ignore[arg-type] - lists send nothing
+                deliverables=None, data_map=None)  # type: ignore[arg-type] - lists use neither
     total = page_of(deps, VIEWER, "open").total
     last = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
     wanted = count // 2 + 1

@@ -27,6 +27,7 @@ from handlers.deps import Deps
 from handlers.edge import answer_error
 from services.clock import Clock, SystemClock
 from services.connectors.budget import SharedBudget
+from services.data_map import DataMap
 from services.engine import DEFAULT_CONFIG, EngineConfig, Worker
 from services.errors import ConfigurationError
 from services.exports import SealedSink
@@ -155,7 +156,7 @@ def build_core(settings: Settings, *, clock: Clock | None = None, worker_id: str
     deps = Deps(service=service, approvals_channel=settings.approvals_channel,
                 systems=sorted(VENDORS), live_systems=live, jurisdictions=jurisdictions,
                 wake_worker=lambda: None,  # the scheduler's, once there is one
-                deliverables=deliveries)
+                deliverables=deliveries, data_map=DataMap(sessions, policy, clock))
     notifier = SlackNotifier(client, deps, deliveries) if token else LoggingNotifier()
     jobs = Jobs(settings=settings, sessions=sessions, worker=worker, notifier=notifier,
                 client=client if token else None, clock=clock, people=people)

@@ -464,6 +464,40 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_systems_export(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_core
+
+    exported = build_core(settings).deps.data_map.export(viewer=args.as_user)
+    if args.output == "-":
+        sys.stdout.write(exported)
+    else:
+        Path(args.output).write_text(exported, encoding="utf-8")
+    return 0
+
+
+def cmd_systems_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_core
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    result = build_core(settings).deps.data_map.import_file(text, actor=args.as_user)
+    for what, names in (("added", result.added), ("changed", result.changed),
+                        ("unchanged", result.unchanged)):
+        print(f"{what}: {', '.join(names) or 'none'}")
+    return 0
+
+
+def _systems_args(parser: argparse.ArgumentParser, *, importing: bool) -> None:
+    if importing:
+        parser.add_argument("file", help="the data map as JSON (as `systems export` writes it); "
+                                         "- for standard input")
+    else:
+        parser.add_argument("--output", default="-", help="a file to write (default: stdout)")
+    parser.add_argument("--as", dest="as_user", required=True, metavar="SLACK_ID",
+                        help="your Slack user id: " + ("a manager's (DSR_MANAGERS), recorded in "
+                                                       "the audit trail" if importing else
+                                                       "anyone with a DSR Desk role"))
+
+
 def _worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="stop when no step is due")
     parser.add_argument("--idle-seconds", type=float, default=2.0,
@@ -521,9 +555,15 @@ COMMANDS: list[tuple[str, str, Command, Callable[[argparse.ArgumentParser], None
      cmd_jobs_serve, _jobs_serve_args),
     ("sandbox serve", "Serve a vendor stand-in on localhost (try it with curl or the vendor's "
      "client).", cmd_sandbox_serve, _sandbox_args),
+    ("systems export", "Write the data map (the systems holding personal data) as JSON.",
+     cmd_systems_export, lambda parser: _systems_args(parser, importing=False)),
+    ("systems import", "Apply a data map file: add its new systems, update the others (all or "
+     "none, each change audited).", cmd_systems_import,
+     lambda parser: _systems_args(parser, importing=True)),
 ]
 GROUPS = {"db": "Manage the database schema.", "audit": "Check, anchor and export the audit trail.",
           "sandbox": "The vendor stand-ins of simulation mode.",
+          "systems": "The data map: the systems holding personal data, as a file.",
           "jobs": "The scheduled jobs: execution, status updates, reminders, digest, retention."}
 
 

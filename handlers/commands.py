@@ -20,6 +20,7 @@ from handlers.lists import echo, list_reply, parse_filters, send_csv
 from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks
+from handlers.views.systems import systems_blocks
 from services.subjects import mask, typed_identifier
 from services.vocabulary import MAX_REQUEST_ID, format_reference
 from storage.models import DsrRequest
@@ -139,6 +140,29 @@ def _report(typed: Typed, ack: Ack) -> None:
                 f"{typed.reference}…")
 
 
+def _systems(typed: Typed, ack: Ack) -> None:
+    word, _, rest = typed.rest.partition(" ")
+    data_map = typed.deps.data_map
+    if word.lower() == "retire":
+        name, _, reason = rest.strip().partition(" ")
+        if not (name and reason.strip()):
+            _reply(ack, "`/dsr systems retire` needs a system's name and a reason.")
+            return
+        if problem := too_long(reason, REASON_LIMIT):
+            _reply(ack, f":warning: The reason: {problem}")
+            return
+        system = data_map.retire(name, actor=typed.user, reason=reason.strip())
+        _reply(ack, f":file_cabinet: {escape(system.label)} (`{system.name}`) is retired from the "
+                    "data map: requests filed from now on do not offer it.")
+        return
+    if word and word.lower() != "retired":
+        _reply(ack, f"`/dsr systems {echo(word)}`: say `/dsr systems`, `/dsr systems retired` or "
+                    "`/dsr systems retire <name> <reason>`.")
+        return
+    systems = data_map.systems(viewer=typed.user, retired=bool(word))
+    ack(response_type="ephemeral", text="The data map", blocks=as_dicts(systems_blocks(systems)))
+
+
 def _help(typed: Typed, ack: Ack) -> None:
     ack(response_type="ephemeral", text="DSR Desk help", blocks=as_dicts(help_blocks()))
 
@@ -204,6 +228,9 @@ SUBCOMMANDS = {c.word: c for c in (
                "(CCPA)", "requesters and approvers", _acknowledge, needs_reference=True),
     Subcommand("report", "DSR-000042", "the compliance record of a finished request (PDF and "
                "JSON, by DM)", ANYONE, _report, _send_record, needs_reference=True),
+    Subcommand("systems", "[retired | retire <name> <reason>]", "the data map: every system "
+               "holding personal data, its owner and how it is reached", ANYONE + " (retire: "
+               "managers)", _systems),
     Subcommand("help", "", "this text", "everyone", _help),
 )}
 

@@ -14,6 +14,7 @@ from slack_bolt import Ack, BoltContext
 
 from handlers.edge import DATABASE_DOWN, SOMETHING_WRONG, database_unavailable, place
 from handlers.views.request import done_modal
+from services.data_map import DataMap
 from services.errors import DsrError
 from services.requests import RequestService
 from services.vocabulary import RequestType
@@ -45,6 +46,7 @@ class Deps:
     jurisdictions: Callable[[], list[Jurisdiction]]
     wake_worker: Callable[[], None]
     deliverables: Deliverables
+    data_map: DataMap
 
     def __deepcopy__(self, memo: dict) -> Deps:
         """Shared, never copied: bolt deep-copies a request's context for its lazy listeners,

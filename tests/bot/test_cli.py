@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -172,3 +173,25 @@ def test_jobs_are_listed_and_run_once_from_the_command_line(tmp_path) -> None:
     assert digest.stdout == "digest: no digest: DSR_DIGEST_CHANNEL is not set\n"
     wrong = dsr_desk("jobs", "run-once", "digset", cwd=tmp_path)
     assert wrong.returncode == 2 and "invalid choice: 'digset'" in wrong.stderr
+
+
+def test_the_data_map_is_imported_and_exported_as_a_file(tmp_path, monkeypatch, capsys) -> None:
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DSR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DSR_MANAGERS", "U0MGR")
+    assert main(["db", "upgrade"]) == 0
+    declared = {"format": 1, "systems": [{
+        "name": "payroll", "label": "Payroll", "reach": "assisted", "owner": "U0HR",
+        "categories": ["payslips"], "request_types": ["access"], "instructions": "Export it."}]}
+    (tmp_path / "map.json").write_text(json.dumps(declared))
+    capsys.readouterr()
+    assert main(["systems", "import", "map.json", "--as", "U0MGR"]) == 0
+    assert capsys.readouterr().out == "added: payroll\nchanged: none\nunchanged: none\n"
+    assert main(["systems", "export", "--as", "U0MGR", "--output", "out.json"]) == 0
+    exported = json.loads((tmp_path / "out.json").read_text())
+    assert exported["systems"][0] | {"webhook_url": None} == declared["systems"][0] | {
+        "webhook_url": None}
+    assert main(["systems", "import", "map.json", "--as", "U0NOBODY"]) == 2  # not a manager
+    assert "You are not allowed to change the data map" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from handlers.deps import DEPS, Deps
 from services import engine as eng
 from services.connectors.base import Failed, PlannedStep, SubjectMatch
+from services.data_map import DataMap
 from services.errors import PermissionDenied
 from services.lookup import IdentifierLookup
 from services.policy import Policy
@@ -215,5 +216,6 @@ def build_world(sessions: SessionFactory) -> World:
 
     deps = Deps(service=service, approvals_channel=CHANNEL, systems=["genesys", "zendesk"],
                 live_systems={"genesys"}, jurisdictions=jurisdictions,
-                wake_worker=lambda: woken.append(1), deliverables=FakeDeliverables())
+                wake_worker=lambda: woken.append(1), deliverables=FakeDeliverables(),
+                data_map=DataMap(sessions, policy, clock))
     return World(sessions, service, deps, clock, connectors, woken)

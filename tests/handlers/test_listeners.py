@@ -687,3 +687,31 @@ def test_a_click_that_opens_a_modal_acks_and_opens_it_in_its_own_request(offline
                                   action={"value": REF}, client=offline.client,
                                   respond=offline.respond, context=offline.context)
     assert offline.client.calls == [] and warned(offline.respond.only, "approve or reject")
+
+
+# /dsr systems: the data map
+
+def test_systems_lists_the_map_and_managers_retire_a_system(world) -> None:
+    from services.data_map import spec_of
+
+    assert "has no systems yet" in said(command(world, REQUESTER, "systems"))
+    world.deps.data_map.add(spec_of({
+        "name": "payroll", "label": "Payroll <!channel>", "reach": "assisted", "owner": "S0HR",
+        "categories": ["payslips", "bank details"], "request_types": ["access", "erasure"],
+        "instructions": "Export the employee's profile."}), actor="U_MANAGER")
+    reply = command(world, REQUESTER, "systems")
+    listed = said(reply["blocks"])
+    assert "*Payroll &lt;!channel&gt;* (`payroll`)" in listed  # a label cannot ping anyone
+    assert "owner <!subteam^S0HR>" in listed and "holds payslips, bank details" in listed
+    assert "Access / export, Erasure" in listed
+    assert warned(command(world, REQUESTER, "systems retire payroll moved to HR suite"),
+                  f"{NOT_ALLOWED} change the data map")
+    assert command(world, "U_MANAGER", "systems retire payroll")["text"] == (
+        "`/dsr systems retire` needs a system's name and a reason.")
+    assert "is retired from the data map" in command(
+        world, "U_MANAGER", "systems retire payroll moved to the HR suite")["text"]
+    assert "has no systems yet" in said(command(world, REQUESTER, "systems"))
+    assert "_retired " in said(command(world, REQUESTER, "systems retired"))
+    assert warned(command(world, "U_MANAGER", "systems retire payroll again"), "is retired")
+    assert "say `/dsr systems`" in command(world, REQUESTER, "systems frobnicate")["text"]
+    assert warned(command(world, STRANGER, "systems"), f"{NOT_ALLOWED} see the data map")
