@@ -16,12 +16,12 @@ from slack_sdk.signature import SignatureVerifier
 from bot.slack_standin import SlackStandIn
 from handlers.ids import Action, Block
 
-SELECTS = (Block.TYPE, Block.JURISDICTION)
+SELECTS = (Block.TYPE, Block.JURISDICTION, Block.SYSTEM_REACH)
 
 
 def form_state(fields: dict[str, Any]) -> dict[str, Any]:
-    """The intake form's `state.values` as Slack sends them: select menus for type and
-    jurisdiction, checkboxes for lists, a date picker for the receipt date, text otherwise."""
+    """A form's `state.values` as Slack sends them: select menus (SELECTS), checkboxes for
+    lists, a date picker for the receipt date, text otherwise."""
     values = {}
     for block, value in fields.items():
         if block in SELECTS:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 
-from handlers import actions, commands, home, intake, lists, matches, review
+from handlers import actions, commands, home, intake, lists, matches, review, systems
 from handlers.deps import DEPS, Deps
 
 
@@ -28,5 +28,5 @@ def register_handlers(app: App, deps: Deps) -> None:
 
     # bolt tries the listeners in this order, one matcher call each: the most used first
     # (`/dsr`, then the approvers' buttons).
-    for module in (commands, actions, intake, matches, lists, home, review):
+    for module in (commands, actions, intake, matches, lists, home, review, systems):
         module.register(app)

@@ -20,7 +20,7 @@ from handlers.lists import echo, list_reply, parse_filters, send_csv
 from handlers.views.common import as_dicts, escape, section
 from handlers.views.intake import intake_modal
 from handlers.views.request import detail_blocks
-from handlers.views.systems import systems_blocks
+from handlers.views.systems import system_modal, systems_blocks
 from services.subjects import mask, typed_identifier
 from services.vocabulary import MAX_REQUEST_ID, format_reference
 from storage.models import DsrRequest
@@ -155,8 +155,20 @@ def _systems(typed: Typed, ack: Ack) -> None:
         _reply(ack, f":file_cabinet: {escape(system.label)} (`{system.name}`) is retired from the "
                     "data map: requests filed from now on do not offer it.")
         return
+    if word.lower() in ("add", "edit"):
+        policy = typed.deps.service.policy
+        policy.require(policy.is_manager(typed.user), "change the data map")
+        name = rest.strip()
+        if word.lower() == "edit" and not name:
+            _reply(ack, "`/dsr systems edit` needs a system's name: `/dsr systems` lists them.")
+            return
+        system = data_map.system(name, viewer=typed.user) if word.lower() == "edit" else None
+        typed.client.views_open(trigger_id=typed.trigger_id, view=system_modal(system).to_dict())
+        ack()
+        return
     if word and word.lower() != "retired":
-        _reply(ack, f"`/dsr systems {echo(word)}`: say `/dsr systems`, `/dsr systems retired` or "
+        _reply(ack, f"`/dsr systems {echo(word)}`: say `/dsr systems`, `/dsr systems retired`, "
+                    "`/dsr systems add`, `/dsr systems edit <name>` or "
                     "`/dsr systems retire <name> <reason>`.")
         return
     systems = data_map.systems(viewer=typed.user, retired=bool(word))
@@ -228,9 +240,9 @@ SUBCOMMANDS = {c.word: c for c in (
                "(CCPA)", "requesters and approvers", _acknowledge, needs_reference=True),
     Subcommand("report", "DSR-000042", "the compliance record of a finished request (PDF and "
                "JSON, by DM)", ANYONE, _report, _send_record, needs_reference=True),
-    Subcommand("systems", "[retired | retire <name> <reason>]", "the data map: every system "
-               "holding personal data, its owner and how it is reached", ANYONE + " (retire: "
-               "managers)", _systems),
+    Subcommand("systems", "[retired | add | edit <name> | retire <name> <reason>]", "the data "
+               "map: every system holding personal data, its owner and how it is reached",
+               ANYONE + " (add, edit, retire: managers)", _systems),
     Subcommand("help", "", "this text", "everyone", _help),
 )}
 

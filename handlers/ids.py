@@ -10,6 +10,7 @@ class Callback(StrEnum):
     REJECT_REASON = "dsr_reject_reason"
     CONFIRM_MATCHES = "dsr_confirm_matches"
     REVIEW_PLAN = "dsr_review_plan"
+    SYSTEM = "dsr_system"  # a system of the data map, added or edited
 
 
 class Block(StrEnum):
@@ -28,6 +29,15 @@ class Block(StrEnum):
     RECEIVED = "received_on"
     REASON = "reason"
     MATCHES = "matches"
+    # A system of the data map: a block each of services.data_map.FIELDS.
+    SYSTEM_NAME = "system_name"
+    SYSTEM_LABEL = "system_label"
+    SYSTEM_REACH = "system_reach"
+    SYSTEM_OWNER = "system_owner"
+    SYSTEM_CATEGORIES = "system_categories"
+    SYSTEM_TYPES = "system_request_types"
+    SYSTEM_INSTRUCTIONS = "system_instructions"
+    SYSTEM_WEBHOOK = "system_webhook_url"
 
 
 class Action(StrEnum):

@@ -55,6 +55,14 @@ class SystemSpec:
         return values
 
 
+class InvalidSystem(InvalidRequest):
+    """A declaration refused: `field` is the one to fix (a form shows the message under it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Imported:
     added: list[str]
@@ -66,56 +74,59 @@ def spec_of(raw: Mapping[str, Any]) -> SystemSpec:
     """A declared system, checked; InvalidRequest saying what is wrong, naming the system."""
     name = str(raw.get("name", "")).strip()
     if not NAME.fullmatch(name):
-        raise InvalidRequest(f"`{name[:40]}` is not a system name: 2 to 40 lower-case letters, "
+        raise InvalidSystem("name", f"`{name[:40]}` is not a system name: 2 to 40 lower-case letters, "
                              "digits and dashes, starting with a letter (e.g. `payroll`).")
 
-    def wrong(problem: str) -> InvalidRequest:
-        return InvalidRequest(f"System `{name}`: {problem}")
+    def wrong(field: str, problem: str) -> InvalidSystem:
+        return InvalidSystem(field, f"System `{name}`: {problem}")
 
     unknown = set(raw) - set(FIELDS)
     if unknown:
-        raise wrong(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are "
+        raise wrong("name", f"unknown field(s) {', '.join(sorted(unknown))}; the fields are "
                     f"{', '.join(FIELDS)}.")
     label = str(raw.get("label") or "").strip()
     if not 0 < len(label) <= 80:
-        raise wrong("give it a label of 1 to 80 characters, as people will read it.")
+        raise wrong("label", "give it a label of 1 to 80 characters, as people will read it.")
     try:
         reach = Reach(raw.get("reach"))
     except ValueError:
-        raise wrong(f"reach must be {', '.join(r.value for r in Reach)}.") from None
+        raise wrong("reach", f"reach must be {', '.join(r.value for r in Reach)}.") from None
     owner = str(raw.get("owner") or "").strip()
     if not OWNER.fullmatch(owner):
-        raise wrong("its owner must be a Slack user id (U…) or user group id (S…).")
-    categories = tuple(dict.fromkeys(str(c).strip() for c in _listed(raw, "categories", wrong)))
+        raise wrong("owner", "its owner must be a Slack user id (U…) or user group id (S…).")
+    categories = tuple(dict.fromkeys(str(c).strip() for c in _listed(raw, "categories")))
     if not categories or len(categories) > MAX_CATEGORIES or not all(
             0 < len(c) <= CATEGORY_LENGTH for c in categories):
-        raise wrong(f"name 1 to {MAX_CATEGORIES} categories of personal data it holds, each up "
+        raise wrong("categories", f"name 1 to {MAX_CATEGORIES} categories of personal data it holds, each up "
                     f"to {CATEGORY_LENGTH} characters (e.g. contact details, payslips).")
     try:
-        types = tuple(dict.fromkeys(RequestType(t) for t in _listed(raw, "request_types", wrong)))
+        types = tuple(dict.fromkeys(RequestType(t) for t in _listed(raw, "request_types")))
     except ValueError:
-        raise wrong(f"request types are {', '.join(t.value for t in RequestType)}.") from None
+        raise wrong("request_types",
+                    f"request types are {', '.join(t.value for t in RequestType)}.") from None
     if not types:
-        raise wrong("name the request types it takes part in.")
+        raise wrong("request_types", "name the request types it takes part in.")
     instructions = str(raw.get("instructions") or "").strip()
     webhook_url = str(raw.get("webhook_url") or "").strip() or None
     if reach is Reach.CONNECTOR:
         if name not in VENDORS:
-            raise wrong(f"no connector is called `{name}` (there are {', '.join(sorted(VENDORS))}); "
+            raise wrong("reach", f"no connector is called `{name}` (there are {', '.join(sorted(VENDORS))}); "
                         "reach it by an assisted task or a webhook instead.")
         unsupported = set(types) - VENDORS[name].connector.supported_types
         if unsupported:
-            raise wrong(f"its connector cannot carry out {', '.join(sorted(unsupported))}.")
+            raise wrong("request_types", f"its connector cannot carry out {', '.join(sorted(unsupported))}.")
     if reach is Reach.ASSISTED and not instructions:
-        raise wrong("an assisted system needs instructions for its owner: what to look for, "
+        raise wrong("instructions", "an assisted system needs instructions for its owner: what to look for, "
                     "and how to export or erase it.")
     if len(instructions) > 3000:
-        raise wrong("its instructions are longer than 3,000 characters.")
+        raise wrong("instructions", "its instructions are longer than 3,000 characters.")
     if reach is Reach.WEBHOOK:
         if webhook_url is None or not _safe_url(webhook_url):
-            raise wrong("a webhook system needs an https:// URL (http:// only on this machine).")
+            raise wrong("webhook_url",
+                        "a webhook system needs an https:// URL (http:// only on this machine).")
     elif webhook_url is not None:
-        raise wrong(f"only a webhook system has a webhook_url; this one is reached by {reach}.")
+        raise wrong("webhook_url",
+                    f"only a webhook system has a webhook_url; this one is reached by {reach}.")
     return SystemSpec(name, label, reach, owner, categories, types, instructions, webhook_url)
 
 
@@ -132,12 +143,18 @@ class DataMap:
                 query = query.where(DataSystem.retired_at.is_(None))  # type: ignore[union-attr]
             return list(session.exec(query))
 
+    def system(self, name: str, *, viewer: str) -> DataSystem:
+        """The system `name`, in service (NotFound, or InvalidRequest if it is retired)."""
+        self.policy.require(self.policy.is_requester(viewer), "see the data map")
+        with self.sessions() as session:
+            return self._active(session, name)
+
     def add(self, spec: SystemSpec, *, actor: str) -> DataSystem:
         self._require_manager(actor)
         with transaction(self.sessions) as session:
             if _named(session, spec.name) is not None:
-                raise InvalidRequest(f"The data map already has a system `{spec.name}`: edit it, "
-                                     "or choose another name.")
+                raise InvalidSystem("name", f"The data map already has a system `{spec.name}`: "
+                                    "edit it, or choose another name.")
             return self._add(session, spec, actor)
 
     def edit(self, spec: SystemSpec, *, actor: str) -> DataSystem:
@@ -227,12 +244,12 @@ def _spec(system: DataSystem) -> SystemSpec:
                       system.instructions, system.webhook_url)
 
 
-def _listed(raw: Mapping[str, Any], field: str, wrong: Any) -> Sequence[Any]:
+def _listed(raw: Mapping[str, Any], field: str) -> Sequence[Any]:
     value = raw.get(field) or []
     if isinstance(value, str):  # typed in Slack: "contact details, payslips"
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list):
-        raise wrong(f"{field} must be a list.")
+        raise InvalidSystem(field, f"System `{raw.get('name')}`: {field} must be a list.")
     return value
 
 

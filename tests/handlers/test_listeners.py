@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from handlers import actions, commands, home, intake, lists, review
+from bot.slack_driver import form_state
+from handlers import actions, commands, home, intake, lists, review, systems
 from handlers.deps import AFTER_ACK, opens_a_modal
 from handlers.ids import Block, Callback
 from handlers.views.intake import max_length
@@ -715,3 +716,42 @@ def test_systems_lists_the_map_and_managers_retire_a_system(world) -> None:
     assert warned(command(world, "U_MANAGER", "systems retire payroll again"), "is retired")
     assert "say `/dsr systems`" in command(world, REQUESTER, "systems frobnicate")["text"]
     assert warned(command(world, STRANGER, "systems"), f"{NOT_ALLOWED} see the data map")
+
+
+def submit_system(world: World, user: str, editing: str = "", **fields: Any) -> dict[str, Any]:
+    world.reset()
+    filled = {Block.SYSTEM_NAME: "crm", Block.SYSTEM_LABEL: "CRM (HubSpot)",
+              Block.SYSTEM_REACH: "assisted", Block.SYSTEM_OWNER: "U0SALES",
+              Block.SYSTEM_CATEGORIES: "contact details, deals", Block.SYSTEM_TYPES: ["access"],
+              Block.SYSTEM_INSTRUCTIONS: "Export the contact from HubSpot."} | fields
+    view = {"id": "V0SYSTEM", "private_metadata": editing, "state": {"values": form_state(filled)}}
+    systems.submit_system(ack=world.ack, body=world.body(user), view=view, context=world.context)
+    return world.ack.only
+
+
+def test_managers_add_and_edit_systems_in_a_form_that_points_at_what_to_fix(world) -> None:
+    assert warned(command(world, REQUESTER, "systems add"), f"{NOT_ALLOWED} change the data map")
+    command(world, "U_MANAGER", "systems add")
+    opened = world.client.calls.named("views_open")[0]["view"]
+    assert opened["callback_id"] == Callback.SYSTEM and not opened.get("private_metadata")
+
+    refused = submit_system(world, "U_MANAGER", **{Block.SYSTEM_OWNER: "sales-team"})
+    assert refused["response_action"] == "errors"
+    assert list(refused["errors"]) == [Block.SYSTEM_OWNER]
+    assert "Slack user id" in refused["errors"][Block.SYSTEM_OWNER]
+    refused = submit_system(world, "U_MANAGER", **{Block.SYSTEM_REACH: "webhook"})
+    assert list(refused["errors"]) == [Block.SYSTEM_WEBHOOK]
+    assert "added to the data map" in said(submit_system(world, "U_MANAGER")["view"])
+    assert "already has a system `crm`" in said(submit_system(world, "U_MANAGER"))
+
+    command(world, "U_MANAGER", "systems edit crm")
+    opened = world.client.calls.named("views_open")[0]["view"]
+    assert opened["private_metadata"] == "crm" and "U0SALES" in said(opened)
+    edited = submit_system(world, "U_MANAGER", editing="crm", **{
+        Block.SYSTEM_NAME: "ignored", Block.SYSTEM_OWNER: "S0SALES"})
+    assert "updated in the data map" in said(edited["view"])
+    assert [(s.name, s.owner) for s in world.deps.data_map.systems(viewer=REQUESTER)] == [
+        ("crm", "S0SALES")]
+    assert submit_system(world, REQUESTER, editing="crm")["response_action"] == "update"
+    assert "not allowed to change the data map" in said(world.ack.only["view"])
+    assert warned(command(world, "U_MANAGER", "systems edit nothing"), "no system `nothing`")
