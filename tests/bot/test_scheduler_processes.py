@@ -108,8 +108,8 @@ def test_two_scheduler_processes_post_each_reminder_and_the_digest_once(
             assert len(slack.messages("U_REQ")) - 1 == reminders_sent == 5  # and the export
             digest_channel = slack.messages(DIGEST)
             texts = [json.dumps(m["blocks"]) for m in digest_channel]
-            assert sum("DSR digest for Mon 02 Mar 2026" in t for t in texts) == 1
-            assert sum("past the legal deadline" in t for t in texts) == 1
+            assert sum("DSR digest for Mon 02 Mar 2026" in t for t in texts) == 1, outputs
+            assert sum("past the legal deadline" in t for t in texts) == 1, outputs
             uploads = sorted(f["name"].rsplit(".", 1)[-1] for f in slack.uploaded_files())
             assert uploads == ["json", "pdf", "png", "zip"] and len(digest_channel) == 3
         with factory() as session:
