@@ -19,11 +19,13 @@ from typing import Any
 # stay as written.
 EMOJI = {
     "alarm_clock": "⏰", "arrows_counterclockwise": "🔄", "black_large_square": "⬛",
-    "bookmark_tabs": "📑", "calendar": "📆", "clipboard": "📋", "gear": "⚙️",
+    "bookmark_tabs": "📑", "bust_in_silhouette": "👤", "calendar": "📆", "clipboard": "📋",
+    "electric_plug": "🔌", "file_cabinet": "🗄️", "gear": "⚙️",
     "heavy_check_mark": "✔️", "heavy_minus_sign": "➖", "hourglass": "⌛",
     "hourglass_flowing_sand": "⏳", "incoming_envelope": "📨", "information_source": "ℹ️",
     "mag": "🔍", "mag_right": "🔎", "no_entry": "⛔", "package": "📦", "page_facing_up": "📄",
-    "rotating_light": "🚨", "tada": "🎉", "test_tube": "🧪", "warning": "⚠️", "wastebasket": "🗑️",
+    "rotating_light": "🚨", "satellite_antenna": "📡", "tada": "🎉", "test_tube": "🧪",
+    "warning": "⚠️", "wastebasket": "🗑️",
     "white_check_mark": "✅", "white_circle": "⚪", "x": "❌",
 }
 # (opening, closing) escape codes; the closings undo only their own style, so styles nest.

@@ -30,6 +30,7 @@ from handlers.ids import Action, Block, Callback
 from handlers.intake import intake_key
 from handlers.views.common import TYPE_LABELS
 from handlers.views.intake import reject_modal
+from handlers.views.systems import system_modal
 from storage.db import make_engine, make_session_factory
 from storage.models import DsrRequest
 from tests.e2e.conftest import SECRET, World
@@ -348,8 +349,22 @@ def _review(data: st.DataObject) -> tuple[dict, dict]:
             "private_metadata": metadata}, {}
 
 
+def _system(data: st.DataObject) -> tuple[dict, dict]:
+    """The data map's form: anything in each field, a system's name or anything as the one
+    edited, sent by a manager or not (see test_fuzz_the_other_modals' users)."""
+    view = system_modal(None).to_dict() | {
+        "private_metadata": data.draw(st.sampled_from(["", "payroll"]) | anything, label="metadata")}
+    fields: dict[str, Any] = {block: data.draw(anything, label=str(block)) for block in (
+        Block.SYSTEM_NAME, Block.SYSTEM_LABEL, Block.SYSTEM_OWNER, Block.SYSTEM_CATEGORIES,
+        Block.SYSTEM_INSTRUCTIONS, Block.SYSTEM_WEBHOOK)}
+    fields[Block.SYSTEM_REACH] = data.draw(_choice(["connector", "assisted", "webhook"]), label="reach")
+    fields[Block.SYSTEM_TYPES] = data.draw(st.lists(_choice(list(TYPE_LABELS)), max_size=5),
+                                           label="types")
+    return view, form_state(fields)
+
+
 OTHER_VIEWS = {Callback.CONFIRM_MATCHES: _matches, Callback.REJECT_REASON: _rejection,
-               Callback.REVIEW_PLAN: _review}
+               Callback.REVIEW_PLAN: _review, Callback.SYSTEM: _system}
 
 
 def test_every_modal_is_fuzzed() -> None:
@@ -362,7 +377,7 @@ def test_every_modal_is_fuzzed() -> None:
 def test_fuzz_the_other_modals(slack, caplog, open_view, callback, data) -> None:
     view, values = OTHER_VIEWS[callback](data)
     view["id"] = open_view
-    user = data.draw(st.sampled_from(["U_REQ", "U_APP1", "U_STRANGER"]), label="user")
+    user = data.draw(st.sampled_from(["U_REQ", "U_APP1", "U_MGR", "U_STRANGER"]), label="user")
     before = len(caplog.records)
     body = _answered(submit(slack, view, values, user=user), caplog.records[before:])
     _field_errors_name_input_blocks(body, view)
