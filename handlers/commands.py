@@ -156,8 +156,7 @@ def _systems(typed: Typed, ack: Ack) -> None:
                     "data map: requests filed from now on do not offer it.")
         return
     if word.lower() in ("add", "edit"):
-        policy = typed.deps.service.policy
-        policy.require(policy.is_manager(typed.user), "change the data map")
+        data_map.require_manager(typed.user)
         name = rest.strip()
         if word.lower() == "edit" and not name:
             _reply(ack, "`/dsr systems edit` needs a system's name: `/dsr systems` lists them.")

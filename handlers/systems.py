@@ -30,8 +30,7 @@ def submit_system(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         system = data_map.edit(spec, actor=user) if editing else data_map.add(spec, actor=user)
     except InvalidSystem as exc:
         ack(response_action="errors",
-            errors={SYSTEM_BLOCKS[exc.field if exc.field in SYSTEM_BLOCKS else "label"]:
-                    clip(str(exc), FIELD_ERROR_LIMIT)})
+            errors={SYSTEM_BLOCKS[exc.field]: clip(str(exc), FIELD_ERROR_LIMIT)})
         return
     except (PermissionDenied, NotFound) as exc:  # no field is wrong
         ack(response_action="update", view=done_modal(f":warning: {exc}").to_dict())

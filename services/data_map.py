@@ -71,7 +71,7 @@ class Imported:
 
 
 def spec_of(raw: Mapping[str, Any]) -> SystemSpec:
-    """A declared system, checked; InvalidRequest saying what is wrong, naming the system."""
+    """A declared system, checked; InvalidSystem saying what is wrong and in which field."""
     name = str(raw.get("name", "")).strip()
     if not NAME.fullmatch(name):
         raise InvalidSystem("name", f"`{name[:40]}` is not a system name: 2 to 40 lower-case letters, "
@@ -150,7 +150,7 @@ class DataMap:
             return self._active(session, name)
 
     def add(self, spec: SystemSpec, *, actor: str) -> DataSystem:
-        self._require_manager(actor)
+        self.require_manager(actor)
         with transaction(self.sessions) as session:
             if _named(session, spec.name) is not None:
                 raise InvalidSystem("name", f"The data map already has a system `{spec.name}`: "
@@ -159,7 +159,7 @@ class DataMap:
 
     def edit(self, spec: SystemSpec, *, actor: str) -> DataSystem:
         """The system `spec.name` as `spec` declares it."""
-        self._require_manager(actor)
+        self.require_manager(actor)
         with transaction(self.sessions) as session:
             system = self._active(session, spec.name)
             self._change(session, system, spec, actor)
@@ -167,11 +167,11 @@ class DataMap:
 
     def retire(self, name: str, *, actor: str, reason: str) -> DataSystem:
         """Out of the map for new requests; kept for those that name it and for the trail."""
-        self._require_manager(actor)
+        self.require_manager(actor)
         with transaction(self.sessions) as session:
-            system = self._active(session, name)
-            system.retired_at = system.updated_at = self.clock.now()
-            audit.record(session, action="system.retired", actor=actor, at=self.clock.now(),
+            system, now = self._active(session, name), self.clock.now()
+            system.retired_at = system.updated_at = now
+            audit.record(session, action="system.retired", actor=actor, at=now,
                          details={"system": name, "reason": reason[:500]})
             return system
 
@@ -184,7 +184,7 @@ class DataMap:
     def import_file(self, text: str, *, actor: str) -> Imported:
         """Adds the file's new systems and brings the others to what it declares, all or none.
         Systems the file does not name are left as they are (retiring is a decision of its own)."""
-        self._require_manager(actor)
+        self.require_manager(actor)
         specs = _read_file(text)
         added, changed, unchanged = [], [], []
         with transaction(self.sessions) as session:
@@ -218,8 +218,8 @@ class DataMap:
             return
         for field, value in after.items():
             setattr(system, field, value)
-        system.updated_at = self.clock.now()
-        audit.record(session, action="system.edited", actor=actor, at=self.clock.now(),
+        system.updated_at = now = self.clock.now()
+        audit.record(session, action="system.edited", actor=actor, at=now,
                      details={"system": spec.name, "changes": changes})
 
     def _active(self, session: Session, name: str) -> DataSystem:
@@ -230,7 +230,8 @@ class DataMap:
             raise InvalidRequest(f"System `{name}` is retired.")
         return system
 
-    def _require_manager(self, actor: str) -> None:
+    def require_manager(self, actor: str) -> None:
+        """PermissionDenied unless `actor` may change the map (before a form is even opened)."""
         self.policy.require(self.policy.is_manager(actor), "change the data map")
 
 

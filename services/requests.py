@@ -377,8 +377,7 @@ class RequestService:
              limit: int = 20) -> RequestPage:
         """Requests matching `filters`, soonest deadline first for open-only lists and newest
         first otherwise, from `offset` on, with the total."""
-        self.policy.require(self.policy.is_requester(viewer), "see requests")
-        if filters.awaiting and not self.policy.is_approver(filters.awaiting):
+        if not self._may_select(filters, viewer):
             return RequestPage([], 0, offset)
         count, page = request_lists.page_statements(request_lists.shape_of(filters))
         values = request_lists.parameters(filters, self.zone)
@@ -391,13 +390,18 @@ class RequestService:
 
     def each(self, filters: RequestFilter, *, viewer: str) -> Iterator[DsrRequest]:
         """Every request matching `filters`, in the list's order, read in batches (a CSV)."""
-        self.policy.require(self.policy.is_requester(viewer), "see requests")
-        if filters.awaiting and not self.policy.is_approver(filters.awaiting):
+        if not self._may_select(filters, viewer):
             return
         query = request_lists.requests_of(request_lists.shape_of(filters))
         with self.sessions() as session:
             yield from session.exec(query.execution_options(yield_per=500),  # type: ignore[call-overload]
                                     params=request_lists.parameters(filters, self.zone))
+
+    def _may_select(self, filters: RequestFilter, viewer: str) -> bool:
+        """PermissionDenied unless `viewer` may see requests; False if `filters` selects none
+        (requests awaiting someone who is no approver)."""
+        self.policy.require(self.policy.is_requester(viewer), "see requests")
+        return not filters.awaiting or self.policy.is_approver(filters.awaiting)
 
     def subject_lookups(self, typed: str) -> list[str]:
         """The hashes a typed email, phone or name is found by (RequestFilter.subject)."""

@@ -48,6 +48,11 @@ def line_sections(lines: Sequence[str]) -> list[SectionBlock]:
             for start in range(0, len(lines), LIST_SECTION_LINES)]
 
 
+def mention(slack_id: str) -> str:
+    """A Slack user (U…, W…) or user group (S…) as Slack renders it (ids checked where they enter)."""
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
 def context(text: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=clip(text, 2000))])
 

@@ -13,6 +13,7 @@ from handlers.views.common import (
     TYPE_LABELS,
     context,
     line_sections,
+    mention,
     section,
 )
 from services.scheduled.digest import Digest
@@ -74,7 +75,7 @@ def digest_text(digest: Digest) -> str:
 
 def escalation_blocks(count: int, overdue: Iterable[Overdue], managers: Iterable[str]) -> list[Block]:
     shown = list(overdue)
-    mentions = " ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in managers)
+    mentions = " ".join(mention(m) for m in managers)
     lines = [f"• *{o.reference}* · {TYPE_LABELS[o.type]} · {o.jurisdiction} · {o.status} · "
              f"overdue by *{o.days_overdue} day{'s' if o.days_overdue != 1 else ''}* · "
              f"requested by <@{o.requester}>" for o in shown]

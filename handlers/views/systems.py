@@ -17,7 +17,7 @@ from slack_sdk.models.views import View
 
 from handlers.ids import Action, Callback
 from handlers.ids import Block as BlockId
-from handlers.views.common import TYPE_LABELS, context, escape, line_sections, section
+from handlers.views.common import TYPE_LABELS, context, escape, line_sections, mention, section
 from services.vocabulary import Reach
 from storage.models import DataSystem
 
@@ -30,11 +30,6 @@ IMPORT_HINT = ("Managers change it with `/dsr systems add`, `/dsr systems edit <
                "`/dsr systems retire <name> <reason>`, or as a file: `dsr-desk systems export` "
                "writes it, `dsr-desk systems import FILE --as <your Slack id>` applies it. "
                "Every change goes to the audit trail.")
-
-
-def mention(owner: str) -> str:
-    """A Slack user (U…, W…) or user group (S…) as Slack renders it (ids are checked on entry)."""
-    return f"<!subteam^{owner}>" if owner.startswith("S") else f"<@{owner}>"
 
 
 def system_line(system: DataSystem) -> str:
